@@ -1,0 +1,239 @@
+/* term_internal.h — the bit layout of terms and of the objects in arenas.
+ *
+ * Shared by core/ and codec/ only. The word (see term.h) is tagged in its
+ * low 3 bits:
+ *   xx1  small integer, value in bits 63..1 (63-bit signed)
+ *   000  boxed: pointer to an object that starts with a header word
+ *   010  cons:  pointer to {head, tail}, tag added
+ *   100  other immediates; bits 5..3 say which:
+ *        000 atom (index in bits 63..6), 001 special ([] and NONE)
+ *   110  reserved (local pids/ports as immediates, runtime issue)
+ * Objects are 8-byte aligned, which is what frees the 3 tag bits.
+ */
+#ifndef OTP_CORE_TERM_INTERNAL_H
+#define OTP_CORE_TERM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "otp/term.h"
+
+#ifndef NDEBUG
+#include <assert.h>
+#define OTP_ASSERT(c) assert(c)
+#else
+/* Release builds keep running: callers handle the "impossible" case too. */
+#define OTP_ASSERT(c) ((void)0)
+#endif
+
+_Static_assert(sizeof(void *) == 8, "libotp needs a 64-bit platform");
+
+#define OTP__TAG_BOXED 0u
+#define OTP__TAG_CONS  2u
+
+static inline void *otp__ptr(otp_term t)
+{
+    return (void *)(uintptr_t)(t & ~(uint64_t)7);
+}
+static inline otp_term otp__boxed(const void *p)
+{
+    return (otp_term)(uintptr_t)p;
+}
+static inline otp_term otp__mkcons(const void *p)
+{
+    return (otp_term)(uintptr_t)p | OTP__TAG_CONS;
+}
+static inline uint32_t otp__atom_index(otp_term t)
+{
+    return (uint32_t)(t >> 6);
+}
+
+/* Object header word: bits 5..0 the kind, bits 63..6 a size whose meaning
+ * depends on the kind (arity, limb count, pair count, id words, free vars). */
+enum {
+    OTP__H_TUPLE = 1,  /* size = arity;  followed by arity terms */
+    OTP__H_POSBIG = 2, /* size = limbs;  followed by 64-bit limbs, least significant first */
+    OTP__H_NEGBIG = 3,
+    OTP__H_FLOAT = 4,  /* followed by one double */
+    OTP__H_BINARY = 5, /* otp__binary */
+    OTP__H_MAP = 6,    /* size = pairs;  followed by k0 v0 k1 v1 ... keys in otp_cmp_exact order */
+    OTP__H_PID = 7,    /* otp__pid */
+    OTP__H_PORT = 8,   /* otp__port */
+    OTP__H_REF = 9,    /* size = id words (0..5) */
+    OTP__H_EXPORT = 10,
+    OTP__H_FUN = 11, /* size = free variables */
+};
+
+static inline uint64_t otp__mkhdr(unsigned kind, uint64_t size)
+{
+    return (size << 6) | kind;
+}
+static inline unsigned otp__hdr_kind(uint64_t h)
+{
+    return (unsigned)(h & 0x3f);
+}
+static inline uint64_t otp__hdr_size(uint64_t h)
+{
+    return h >> 6;
+}
+/* Kind of a boxed term (caller checked otp_is_boxed). */
+static inline unsigned otp__kind(otp_term t)
+{
+    return otp__hdr_kind(*(const uint64_t *)otp__ptr(t));
+}
+static inline bool otp__is_kind(otp_term t, unsigned kind)
+{
+    return otp_is_boxed(t) && otp__kind(t) == kind;
+}
+
+typedef struct otp__cons {
+    otp_term head;
+    otp_term tail;
+} otp__cons;
+
+typedef struct otp__tuple {
+    uint64_t hdr;
+    otp_term el[];
+} otp__tuple;
+
+typedef struct otp__big {
+    uint64_t hdr;
+    uint64_t limb[]; /* normalised: no zero top limb, never fits a small */
+} otp__big;
+
+typedef struct otp__float {
+    uint64_t hdr;
+    double d;
+} otp__float;
+
+/* A shared, reference-counted block of binary data. Arenas hold one
+ * reference each; the last release frees it. refs is touched by every thread
+ * that holds a term pointing here. */
+typedef struct otp__refc {
+    _Atomic uint64_t refs;
+    size_t size;
+    uint8_t data[];
+} otp__refc;
+
+typedef struct otp__binary {
+    uint64_t hdr;
+    uint64_t bits;       /* total length in bits */
+    const uint8_t *data; /* first byte; inline data follows the struct when refc is NULL */
+    otp__refc *refc;     /* NULL for heap binaries */
+} otp__binary;
+
+typedef struct otp__pid {
+    uint64_t hdr;
+    otp_term node;
+    uint32_t id;
+    uint32_t serial;
+    uint32_t creation;
+    uint32_t pad_;
+} otp__pid;
+
+typedef struct otp__port {
+    uint64_t hdr;
+    otp_term node;
+    uint64_t id;
+    uint32_t creation;
+    uint32_t pad_;
+} otp__port;
+
+typedef struct otp__ref {
+    uint64_t hdr; /* size = words */
+    otp_term node;
+    uint32_t creation;
+    uint32_t words[5]; /* wire order: words[0] first on the wire */
+} otp__ref;
+
+typedef struct otp__export {
+    uint64_t hdr;
+    otp_term module;
+    otp_term function;
+    uint64_t arity;
+} otp__export;
+
+/* NEW_FUN_EXT carried faithfully: every field needed to re-encode it. */
+typedef struct otp__fun {
+    uint64_t hdr; /* size = number of free variables */
+    otp_term module;
+    otp_term old_index; /* an integer term, as on the wire */
+    otp_term old_uniq;  /* an integer term */
+    otp_term pid;
+    uint32_t arity;
+    uint32_t index;
+    uint8_t uniq[16];
+    otp_term free[];
+} otp__fun;
+
+/* ---- arena internals used by the codec's fast paths */
+
+/* Registers a reference to r held by arena a (released on reset/free).
+ * Takes over one reference the caller already holds. */
+int otp__arena_adopt_refc(otp_arena *a, otp__refc *r);
+/* A new refc block with one reference (the caller's). NULL on OOM. */
+otp__refc *otp__refc_new(size_t size);
+void otp__refc_retain(otp__refc *r);
+void otp__refc_release(otp__refc *r);
+
+/* Allocates n words in the arena (NULL on OOM). Inline fast path. */
+void *otp__arena_alloc_slow(otp_arena *a, size_t bytes);
+struct otp_arena {
+    uint8_t *top; /* next free byte in the current block */
+    uint8_t *end; /* end of the current block */
+    struct otp__block *blocks;
+    otp__refc **refcs; /* references this arena holds */
+    size_t nrefcs, caprefcs;
+    size_t bytes;
+};
+static inline void *otp__alloc(otp_arena *a, size_t bytes)
+{
+    bytes = (bytes + 7) & ~(size_t)7;
+    if (OTP_LIKELY((size_t)(a->end - a->top) >= bytes)) {
+        void *p = a->top;
+        a->top += bytes;
+        return p;
+    }
+    return otp__arena_alloc_slow(a, bytes);
+}
+static inline otp_term *otp__alloc_words(otp_arena *a, size_t n)
+{
+    return (otp_term *)otp__alloc(a, n * sizeof(otp_term));
+}
+
+/* ---- helpers for building objects the codec fills in place */
+
+/* A binary of len bytes (inline or refc as the size decides); *data gets the
+ * writable bytes. bits must be <= len * 8 and > (len - 1) * 8. */
+otp_term otp__binary_alloc(otp_arena *a, size_t len, uint64_t bits, uint8_t **data);
+/* Bignum with room for n limbs; otp__big_finish() normalises it (and may
+ * return a small integer instead). */
+otp__big *otp__big_alloc(otp_arena *a, size_t nlimbs, bool negative);
+otp_term otp__big_finish(otp__big *b);
+/* Sorts a map's pairs into key order. Returns 0, or -OTP_EBADARG when two
+ * keys are =:= equal (Erlang rejects such maps on decode). */
+int otp__map_sort_check(otp__tuple *map);
+/* Sorts, and on duplicates keeps the last value (maps:from_list semantics);
+ * returns the possibly shrunk map term. */
+otp_term otp__map_sort_dedup(otp__tuple *map);
+
+/* float(Big), rounding toward the nearest; may give an infinity. */
+double otp__big_to_double(const otp__big *b);
+
+/* ---- atoms */
+typedef struct otp__atom_entry {
+    uint32_t len;    /* UTF-8 bytes */
+    uint32_t nchars; /* characters */
+    uint32_t hash;   /* of the UTF-8 bytes */
+    uint8_t latin1;  /* every character <= 255 */
+    uint8_t text[];  /* UTF-8, NUL-terminated for otp_atom_cstr */
+} otp__atom_entry;
+const otp__atom_entry *otp__atom_entry_of(otp_term atom);
+/* Interns without validating (the bytes are known-valid UTF-8 of at most 255
+ * characters) — the decoder's fast path once it has checked. */
+int otp__atom_intern_valid(const uint8_t *utf8, size_t len, otp_term *out);
+/* Validates UTF-8; returns the number of characters, or -1 if invalid. */
+int64_t otp__utf8_count(const uint8_t *s, size_t len);
+
+#endif

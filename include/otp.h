@@ -1,0 +1,11 @@
+/* otp.h — the whole public API of libotp. */
+#ifndef OTP_H
+#define OTP_H
+
+#include "otp/common.h"
+#include "otp/term.h"
+#include "otp/etf.h"
+#include "otp/text.h"
+#include "otp/struct.h"
+
+#endif
