@@ -21,8 +21,9 @@ typedef struct otp_print_opts {
     otp_term local_node;
     /* Other nodes' pids print as <N.ID.Serial> like Erlang, where N is
      * Erlang's node-local channel number (for us the node atom's index).
-     * With this set they print as <'node@host'.ID.Serial> instead: not
-     * Erlang syntax, but it keeps the node, for debugging wire traffic. */
+     * With this set they print as <node@host.ID.Serial> instead (the node
+     * quoted as ~w would quote it, e.g. <'n-1@h'.7.3>): not Erlang syntax,
+     * but it keeps the node, for debugging wire traffic. */
     bool node_names;
     /* ~p only: line width (default 80). */
     int width;
