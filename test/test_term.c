@@ -3,6 +3,7 @@
  * order and equality (cases checked in erl, OTP 25), hashing, copying and
  * arena lifetimes.
  */
+/* otp-test: threads */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
