@@ -39,8 +39,10 @@ typedef struct dec {
     size_t n_atom_refs;
     size_t max_depth;
     otp_error *err;
-    bool inflated; /* decoding the inflated bytes of a compressed term */
-    size_t zoff;   /* then: offset of its tag 80 in the caller's input */
+    otp__refc *share; /* binaries above the heap size may point into this block */
+    bool share_held;  /* the arena holds a reference to it for this call */
+    bool inflated;    /* decoding the inflated bytes of a compressed term */
+    size_t zoff;      /* then: offset of its tag 80 in the caller's input */
     frame *stack;
     size_t cap;
     frame inline_stack[INLINE_FRAMES];
@@ -760,6 +762,28 @@ static int dec_run(dec *d, const uint8_t *p, otp_term *out, const uint8_t **endp
             if (OTP_UNLIKELY(n > LEFT()))
                 return fail(d, tp, -OTP_EDECODE, "BINARY_EXT length %zu exceeds the %zu bytes left",
                             n, LEFT());
+            if (d->share && n > OTP_BINARY_HEAP_MAX && !d->inflated) {
+                /* A sub-binary of the input's block, as DESIGN.md allows:
+                 * the arena's reference keeps the block alive. */
+                otp__binary *b = otp__alloc(a, sizeof *b);
+                if (OTP_UNLIKELY(!b))
+                    return no_memory(d, tp);
+                if (!d->share_held) { /* one reference covers the whole call */
+                    otp__refc_retain(d->share);
+                    if (OTP_UNLIKELY(otp__arena_adopt_refc(a, d->share) < 0)) {
+                        otp__refc_release(d->share);
+                        return no_memory(d, tp);
+                    }
+                    d->share_held = true;
+                }
+                b->hdr = otp__mkhdr(OTP__H_BINARY, 0);
+                b->bits = (uint64_t)n * 8;
+                b->data = p;
+                b->refc = d->share;
+                v = otp__boxed(b);
+                p += n;
+                break;
+            }
             uint8_t *data;
             v = otp__binary_alloc(a, n, (uint64_t)n * 8, &data);
             if (OTP_UNLIKELY(v == OTP_NONE))
@@ -1088,11 +1112,13 @@ out:
 
 /* ------------------------------------------------------------------ API */
 
-int otp_decode(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_opts *opts,
-               otp_term *out, size_t *used, otp_error *err)
+static int decode(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_opts *opts,
+                  otp__refc *share, otp_term *out, size_t *used, otp_error *err)
 {
     dec d;
     d.a = a;
+    d.share = share;
+    d.share_held = false;
     d.base = buf;
     d.end = buf + len;
     d.atom_refs = opts ? opts->atom_refs : NULL;
@@ -1140,6 +1166,24 @@ int otp_decode(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_op
     if (used)
         *used = (size_t)(e - buf);
     return 0;
+}
+
+int otp_decode(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_opts *opts,
+               otp_term *out, size_t *used, otp_error *err)
+{
+    return decode(a, buf, len, opts, NULL, out, used, err);
+}
+
+int otp_decode_binary(otp_arena *a, otp_term bin, const otp_decode_opts *opts, otp_term *out,
+                      size_t *used, otp_error *err)
+{
+    if (!otp_is_binary(bin)) {
+        static const uint8_t none[1];
+        dec d = {.base = none, .err = err};
+        return fail(&d, none, -OTP_EBADARG, "otp_decode_binary: not a binary");
+    }
+    const otp__binary *b = otp__ptr(bin);
+    return decode(a, b->data, (size_t)(b->bits / 8), opts, b->refc, out, used, err);
 }
 
 int otp_decode_exact(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_opts *opts,

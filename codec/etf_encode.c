@@ -314,7 +314,24 @@ typedef struct enc {
     uint8_t *start;   /* first byte of the buffer (fun Size fields are patched by offset) */
     otp_buf *b;       /* growable target, or NULL for a caller's fixed buffer */
     unsigned flags;
+    otp_iobuf *iov;  /* term_to_iovec mode: large binaries are referenced, not copied */
+    unsigned in_fun; /* open closures: their Size counts bytes, so copy inside them */
 } enc;
+
+/* Records that the len bytes at data go at offset `at` of the iobuf. */
+static int iov_ref(otp_iobuf *v, size_t at, const uint8_t *data, size_t len)
+{
+    if (v->nrefs == v->caprefs) {
+        size_t cap = v->caprefs ? v->caprefs * 2 : 8;
+        otp_iobuf_ref *n = realloc(v->refs, cap * sizeof *n);
+        if (!n)
+            return -OTP_ENOMEM;
+        v->refs = n;
+        v->caprefs = cap;
+    }
+    v->refs[v->nrefs++] = (otp_iobuf_ref){at, data, len};
+    return 0;
+}
 
 /* Makes room for n more bytes: a fixed buffer simply fails. */
 __attribute__((noinline)) static int enc_grow(enc *e, size_t n)
@@ -632,6 +649,15 @@ static int enc_term(enc *e, otp_term t)
                     rc = -OTP_EBADARG;
                     goto fail;
                 }
+                if (e->iov && b->refc && !tail && !e->in_fun) {
+                    ROOM(5);
+                    e->p[0] = OTP__ETF_BINARY;
+                    otp__wr32(e->p + 1, (uint32_t)len);
+                    e->p += 5;
+                    if ((rc = iov_ref(e->iov, (size_t)(e->p - e->start), b->data, len)) < 0)
+                        goto fail;
+                    break;
+                }
                 ROOM((tail ? 6 : 5) + len);
                 if (!tail) {
                     e->p[0] = OTP__ETF_BINARY;
@@ -731,6 +757,7 @@ static int enc_term(enc *e, otp_term t)
                 /* The frame stays even without free variables: closing it
                  * writes Size. */
                 EPUSH(f->free, n, patch);
+                e->in_fun++;
                 break;
             }
             default:
@@ -743,7 +770,7 @@ static int enc_term(enc *e, otp_term t)
         }
 /* Size counts itself and everything after it, not the tag. */
 #define WRITE_FUN_SIZE(off)                                                                        \
-    otp__wr32(e->start + (off), (uint32_t)((size_t)(e->p - e->start) - (off)))
+    (otp__wr32(e->start + (off), (uint32_t)((size_t)(e->p - e->start) - (off))), e->in_fun--)
         ENEXT(WRITE_FUN_SIZE)
 #undef WRITE_FUN_SIZE
     }
@@ -768,13 +795,79 @@ int otp_encode_buf(otp_buf *b, otp_term t, unsigned flags)
     if (rc < 0)
         return rc;
     size_t start = b->len;
-    enc e = {b->data + b->len, b->data + b->cap, b->data, b, flags};
+    enc e = {b->data + b->len, b->data + b->cap, b->data, b, flags, NULL, 0};
     if (!(flags & OTP_ENC_NO_VERSION))
         *e.p++ = OTP_ETF_VERSION;
     rc = enc_term(&e, t);
     /* On failure the buffer keeps only what it held before. */
     b->len = rc < 0 ? start : (size_t)(e.p - b->data);
     return rc;
+}
+
+int otp_encode_iov(otp_iobuf *v, otp_term t, unsigned flags)
+{
+    if (!v)
+        return -OTP_EBADARG;
+    otp_buf *b = &v->bytes;
+    int rc = otp_buf_reserve(b, 256);
+    if (rc < 0)
+        return rc;
+    size_t start = b->len, nrefs = v->nrefs;
+    enc e = {b->data + b->len, b->data + b->cap, b->data, b, flags, v, 0};
+    if (!(flags & OTP_ENC_NO_VERSION))
+        *e.p++ = OTP_ETF_VERSION;
+    rc = enc_term(&e, t);
+    if (rc < 0) {
+        b->len = start;
+        v->nrefs = nrefs;
+        return rc;
+    }
+    b->len = (size_t)(e.p - b->data);
+    return 0;
+}
+
+size_t otp_iobuf_size(const otp_iobuf *v)
+{
+    size_t n = v->bytes.len;
+    for (size_t i = 0; i < v->nrefs; i++)
+        n += v->refs[i].len;
+    return n;
+}
+
+size_t otp_iobuf_iovec(const otp_iobuf *v, struct iovec *iov, size_t max)
+{
+    size_t n = 0, at = 0;
+    for (size_t i = 0; i <= v->nrefs; i++) {
+        size_t upto = i < v->nrefs ? v->refs[i].at : v->bytes.len;
+        if (upto > at) {
+            if (n < max)
+                iov[n] = (struct iovec){v->bytes.data + at, upto - at};
+            n++;
+            at = upto;
+        }
+        if (i < v->nrefs) {
+            if (n < max)
+                iov[n] = (struct iovec){(void *)v->refs[i].data, v->refs[i].len};
+            n++;
+        }
+    }
+    return n;
+}
+
+void otp_iobuf_reset(otp_iobuf *v)
+{
+    v->bytes.len = 0;
+    v->nrefs = 0;
+}
+
+void otp_iobuf_free(otp_iobuf *v)
+{
+    if (!v)
+        return;
+    otp_buf_free(&v->bytes);
+    free(v->refs);
+    v->refs = NULL;
+    v->nrefs = v->caprefs = 0;
 }
 
 int64_t otp_encoded_size(otp_term t, unsigned flags)
@@ -789,7 +882,7 @@ int64_t otp_encode(otp_term t, unsigned flags, uint8_t *buf, size_t cap)
 {
     if (!buf && cap)
         return -OTP_EBADARG;
-    enc e = {buf, buf + cap, buf, NULL, flags};
+    enc e = {buf, buf + cap, buf, NULL, flags, NULL, 0};
     int rc = -OTP_ENOSPC;
     if (flags & OTP_ENC_NO_VERSION) {
         rc = enc_term(&e, t);

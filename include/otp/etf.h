@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "common.h"
 #include "term.h"
@@ -57,6 +58,18 @@ int otp_decode(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_op
 int otp_decode_exact(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_opts *opts,
                      otp_term *out, otp_error *err);
 
+/* binary_to_term(Bin): decodes the ETF bytes held by the binary term bin.
+ * Unlike otp_decode, binaries in the result larger than
+ * OTP_BINARY_HEAP_MAX bytes are not copied when bin is refcounted: they
+ * point into bin's block, and `a` holds a reference to it. The block lives
+ * as long as any of them does, so a small binary kept for long pins it all;
+ * copy such a binary's bytes with otp_binary() to let the block go. This is
+ * how the distribution layer decodes frames without copying large payloads.
+ * Otherwise the same results and errors as otp_decode; *used counts from
+ * the binary's first byte. */
+int otp_decode_binary(otp_arena *a, otp_term bin, const otp_decode_opts *opts, otp_term *out,
+                      size_t *used, otp_error *err);
+
 /* Encoding options (bit flags). The default (0) gives term_to_binary(T,
  * [{minor_version, 2}]) — the form OTP 26+ uses by default and every node
  * uses on the wire: UTF-8 atoms, NEW_FLOAT_EXT. */
@@ -85,6 +98,34 @@ int64_t otp_encoded_size(otp_term t, unsigned flags);
 /* Encodes straight into a caller's buffer. Returns the number of bytes
  * written, or -OTP_ENOSPC if cap is too small (nothing useful written). */
 int64_t otp_encode(otp_term t, unsigned flags, uint8_t *buf, size_t cap);
+/* term_to_iovec(T): the encoding as segments, with every refcounted binary
+ * (more than OTP_BINARY_HEAP_MAX bytes, whole bytes) referenced in place
+ * instead of copied — what a connection hands to writev or io_uring, so a
+ * 1 MB binary costs a pointer, not a copy. Binaries inside a closure's
+ * environment are copied. Initialise with {0}; otp_encode_iov appends.
+ * The referenced bytes belong to the terms' binaries: the iovecs are valid
+ * while those terms live (keep their arena) and the iobuf is unchanged. */
+typedef struct otp_iobuf_ref {
+    size_t at;           /* offset in bytes where this binary's data goes */
+    const uint8_t *data; /* borrowed from the term */
+    size_t len;
+} otp_iobuf_ref;
+typedef struct otp_iobuf {
+    otp_buf bytes; /* the encoding, minus the referenced binaries' data */
+    otp_iobuf_ref *refs;
+    size_t nrefs, caprefs;
+} otp_iobuf;
+/* Appends t's encoding. Returns 0, -OTP_ENOMEM or -OTP_EBADARG (the iobuf
+ * is then as before). */
+int otp_encode_iov(otp_iobuf *v, otp_term t, unsigned flags);
+/* Bytes on the wire: bytes.len plus every referenced binary. */
+size_t otp_iobuf_size(const otp_iobuf *v);
+/* Fills iov[0..max) in wire order; returns how many entries the whole
+ * encoding needs (more than max means iov holds only the first max). */
+size_t otp_iobuf_iovec(const otp_iobuf *v, struct iovec *iov, size_t max);
+void otp_iobuf_reset(otp_iobuf *v); /* empties it, keeps its memory */
+void otp_iobuf_free(otp_iobuf *v);  /* frees its memory; {0} again */
+
 /* term_to_binary(T, [compressed | {compressed, Level}]): tag 80 with zlib,
  * level 0..9 (Erlang's default is 6). Like Erlang, falls back to the plain
  * encoding when compression does not make it smaller. */

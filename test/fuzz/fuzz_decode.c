@@ -4,7 +4,8 @@
  * no version byte and a small atom-cache table; tight depth and inflate
  * limits). A failure must come with a well-formed error; a success must
  * re-encode (every flag set), report its exact size, and decode again to an
- * =:= term.
+ * =:= term; the zero-copy decode and iovec encode must agree with the
+ * copying paths.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(otp_decode_exact(a, z.data, z.len, NULL, &back, NULL) == 0);
         CHECK(otp_exact_eq(back, t));
         otp_buf_free(&z);
+
+        if (m == 0) {
+            /* The zero-copy paths agree with the copying ones. */
+            otp_term in = otp_binary(a, data, size), shared;
+            size_t used2;
+            CHECK(otp_decode_binary(a, in, NULL, &shared, &used2, NULL) == 0);
+            CHECK(used2 == used && otp_exact_eq(shared, t));
+            otp_iobuf v = {0};
+            otp_buf flat = {0};
+            CHECK(otp_encode_iov(&v, shared, 0) == 0);
+            CHECK(otp_encode_buf(&flat, t, 0) == 0);
+            CHECK(otp_iobuf_size(&v) == flat.len);
+            size_t niov = otp_iobuf_iovec(&v, NULL, 0), at = 0;
+            struct iovec *iov = malloc((niov ? niov : 1) * sizeof *iov);
+            CHECK(iov && otp_iobuf_iovec(&v, iov, niov) == niov);
+            for (size_t i = 0; i < niov; i++) {
+                CHECK(memcmp(flat.data + at, iov[i].iov_base, iov[i].iov_len) == 0);
+                at += iov[i].iov_len;
+            }
+            CHECK(at == flat.len);
+            free(iov);
+            otp_buf_free(&flat);
+            otp_iobuf_free(&v);
+        }
     }
     otp_arena_reset(a);
     return 0;
