@@ -203,10 +203,13 @@ static inline int atom_utf8(dec *d, const uint8_t *tp, const uint8_t *s, size_t 
     uint64_t x, y;
     atom_key(s, len, &x, &y);
     uint64_t h = (x ^ (y * UINT64_C(0xff51afd7ed558ccd)) ^ len) * UINT64_C(0x9e3779b97f4a7c15);
-    atom_slot *c = &atom_cache[h >> (64 - ATOM_CACHE_BITS)];
-    if (OTP_LIKELY(c->atom != 0 && c->x == x && c->y == y && c->len == len)) {
-        if (OTP_LIKELY(len <= 16) || memcmp(otp__atom_entry_of(c->atom)->text, s, len) == 0) {
-            *out = c->atom;
+    /* Two ways per set, most recent first: a record tag and a field atom
+     * that hash to the same set must not evict each other on every term. */
+    atom_slot *c = &atom_cache[(h >> (64 - ATOM_CACHE_BITS)) & ~(uint64_t)1];
+    for (int w = 0; w < 2; w++) {
+        if (OTP_LIKELY(c[w].atom != 0 && c[w].x == x && c[w].y == y && c[w].len == len) &&
+            (OTP_LIKELY(len <= 16) || memcmp(otp__atom_entry_of(c[w].atom)->text, s, len) == 0)) {
+            *out = c[w].atom;
             return 0;
         }
     }
@@ -219,8 +222,10 @@ static inline int atom_utf8(dec *d, const uint8_t *tp, const uint8_t *s, size_t 
                         (long long)n);
     }
     int rc = intern(d, tp, s, len, out);
-    if (rc == 0)
-        *c = (atom_slot){x, y, len, *out};
+    if (rc == 0) {
+        c[1] = c[0];
+        c[0] = (atom_slot){x, y, len, *out};
+    }
     return rc;
 }
 
