@@ -212,6 +212,12 @@ static int64_t term_size(otp_term t, unsigned flags)
                 t = c->head;
                 continue;
             }
+        } else if (otp__is_lpid(t)) {
+            otp__pidv v;
+            otp__pid_view(t, &v);
+            if (!otp_is_atom(v.node))
+                goto badarg;
+            size += 13 + atom_size(v.node, flags);
         } else if (otp_is_boxed(t)) {
             const uint64_t *o = otp__ptr(t);
             size_t n = (size_t)otp__hdr_size(*o);
@@ -274,11 +280,12 @@ static int64_t term_size(otp_term t, unsigned flags)
                 size_t oi = int_size(f->old_index), ou = int_size(f->old_uniq);
                 if (!oi || !ou || !otp_is_pid(f->pid) || !otp_is_atom(f->module))
                     goto badarg;
-                const otp__pid *pid = otp__ptr(f->pid);
-                if (!otp_is_atom(pid->node))
+                otp__pidv pid;
+                otp__pid_view(f->pid, &pid);
+                if (!otp_is_atom(pid.node))
                     goto badarg;
                 size +=
-                    30 + atom_size(f->module, flags) + oi + ou + 13 + atom_size(pid->node, flags);
+                    30 + atom_size(f->module, flags) + oi + ou + 13 + atom_size(pid.node, flags);
                 if (n)
                     EPUSH(f->free, n, NO_PATCH);
                 break;
@@ -287,7 +294,7 @@ static int64_t term_size(otp_term t, unsigned flags)
                 goto badarg;
             }
         } else {
-            goto badarg; /* OTP_NONE, the reserved tag, or garbage */
+            goto badarg; /* OTP_NONE or garbage */
         }
 #define IGNORE_PATCH(off) ((void)(off))
         ENEXT(IGNORE_PATCH)
@@ -488,9 +495,11 @@ fail:
     return rc;
 }
 
-static int put_pid(enc *e, const otp__pid *pid)
+static int put_pid(enc *e, otp_term t)
 {
     int rc;
+    otp__pidv v, *pid = &v;
+    otp__pid_view(t, &v);
     if (!otp_is_atom(pid->node))
         return -OTP_EBADARG;
     ROOM(1);
@@ -597,6 +606,9 @@ static int enc_term(enc *e, otp_term t)
                 t = c->head;
                 continue;
             }
+        } else if (otp__is_lpid(t)) {
+            if ((rc = put_pid(e, t)) < 0)
+                goto fail;
         } else if (otp_is_boxed(t)) {
             const uint64_t *o = otp__ptr(t);
             size_t n = (size_t)otp__hdr_size(*o);
@@ -676,7 +688,7 @@ static int enc_term(enc *e, otp_term t)
                 break;
             }
             case OTP__H_PID:
-                if ((rc = put_pid(e, (const otp__pid *)o)) < 0)
+                if ((rc = put_pid(e, t)) < 0)
                     goto fail;
                 break;
             case OTP__H_PORT: {
@@ -751,8 +763,7 @@ static int enc_term(enc *e, otp_term t)
                 otp__wr32(p + 26, (uint32_t)n);
                 e->p += 30;
                 if ((rc = put_atom(e, f->module)) < 0 || (rc = put_int_term(e, f->old_index)) < 0 ||
-                    (rc = put_int_term(e, f->old_uniq)) < 0 ||
-                    (rc = put_pid(e, otp__ptr(f->pid))) < 0)
+                    (rc = put_int_term(e, f->old_uniq)) < 0 || (rc = put_pid(e, f->pid)) < 0)
                     goto fail;
                 /* The frame stays even without free variables: closing it
                  * writes Size. */
@@ -765,7 +776,7 @@ static int enc_term(enc *e, otp_term t)
                 goto fail;
             }
         } else {
-            rc = -OTP_EBADARG; /* OTP_NONE, the reserved tag, or garbage */
+            rc = -OTP_EBADARG; /* OTP_NONE or garbage */
             goto fail;
         }
 /* Size counts itself and everything after it, not the tag. */

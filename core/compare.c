@@ -264,13 +264,15 @@ static int cmp_step(cmp_stack *s, otp_term a, otp_term b, bool exact, bool *oom)
     case OTP_T_BITSTRING:
         return cmp_bits(otp__ptr(a), otp__ptr(b));
     case OTP_T_PID: {
-        const otp__pid *x = otp__ptr(a), *y = otp__ptr(b);
-        if (x->serial != y->serial)
-            return x->serial < y->serial ? -1 : 1;
-        if (x->id != y->id)
-            return x->id < y->id ? -1 : 1;
-        int c = cmp_atoms(x->node, y->node);
-        return c ? c : cmp_u64(x->creation, y->creation);
+        otp__pidv x, y;
+        otp__pid_view(a, &x);
+        otp__pid_view(b, &y);
+        if (x.serial != y.serial)
+            return x.serial < y.serial ? -1 : 1;
+        if (x.id != y.id)
+            return x.id < y.id ? -1 : 1;
+        int c = cmp_atoms(x.node, y.node);
+        return c ? c : cmp_u64(x.creation, y.creation);
     }
     case OTP_T_PORT: {
         const otp__port *x = otp__ptr(a), *y = otp__ptr(b);
@@ -452,8 +454,9 @@ uint64_t otp_hash(otp_term t)
             break;
         }
         case OTP_T_PID: {
-            const otp__pid *p = otp__ptr(x);
-            h = mix(mix(mix(mix(h, p->node), p->id), p->serial), p->creation);
+            otp__pidv p;
+            otp__pid_view(x, &p);
+            h = mix(mix(mix(mix(h, p.node), p.id), p.serial), p.creation);
             break;
         }
         case OTP_T_PORT: {

@@ -55,6 +55,8 @@ otp_type otp_type_of(otp_term t)
         if (otp_is_atom(t))
             return OTP_T_ATOM;
         return t == OTP_NIL ? OTP_T_NIL : OTP_T_NONE;
+    case OTP__TAG_LPID:
+        return OTP_T_PID;
     case OTP__TAG_BOXED:
         if (t == 0)
             return OTP_T_NONE;
@@ -119,7 +121,7 @@ bool otp_is_binary(otp_term t)
 }
 bool otp_is_pid(otp_term t)
 {
-    return otp__is_kind(t, OTP__H_PID);
+    return otp__is_lpid(t) || otp__is_kind(t, OTP__H_PID);
 }
 bool otp_is_port(otp_term t)
 {
@@ -859,15 +861,16 @@ int otp_pid_parts(otp_term t, otp_term *node, uint32_t *id, uint32_t *serial, ui
 {
     if (!otp_is_pid(t))
         return -OTP_ETYPE;
-    const otp__pid *p = otp__ptr(t);
+    otp__pidv p;
+    otp__pid_view(t, &p);
     if (node)
-        *node = p->node;
+        *node = p.node;
     if (id)
-        *id = p->id;
+        *id = p.id;
     if (serial)
-        *serial = p->serial;
+        *serial = p.serial;
     if (creation)
-        *creation = p->creation;
+        *creation = p.creation;
     return 0;
 }
 
@@ -934,4 +937,33 @@ int otp_fun_info(otp_term t, bool *is_export, otp_term *module, otp_term *functi
         return 0;
     }
     return -OTP_ETYPE;
+}
+
+/* ------------------------------------------------------- local node slots */
+
+otp__node_slot otp__local_nodes[OTP__NODE_SLOTS];
+
+int otp__node_slot_claim(otp_term node, uint32_t creation)
+{
+    for (unsigned i = 0; i < OTP__NODE_SLOTS; i++) {
+        otp_term expect = 0;
+        /* Claim with a marker (1 is no atom) first, so a racing claimer
+         * never writes the creation of a slot someone else holds. relaxed:
+         * nothing is published yet; the release store below publishes. */
+        if (!atomic_compare_exchange_strong_explicit(&otp__local_nodes[i].node, &expect, 1,
+                                                     memory_order_relaxed, memory_order_relaxed))
+            continue;
+        atomic_store_explicit(&otp__local_nodes[i].creation, creation, memory_order_relaxed);
+        /* release: the creation above is visible to whoever reads the node */
+        atomic_store_explicit(&otp__local_nodes[i].node, node, memory_order_release);
+        return (int)i;
+    }
+    return -OTP_ELIMIT;
+}
+
+void otp__node_slot_release(unsigned slot)
+{
+    if (slot < OTP__NODE_SLOTS)
+        /* release: whoever claims it next sees the slot cleared after our use */
+        atomic_store_explicit(&otp__local_nodes[slot].node, 0, memory_order_release);
 }

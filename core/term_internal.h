@@ -7,7 +7,9 @@
  *   010  cons:  pointer to {head, tail}, tag added
  *   100  other immediates; bits 5..3 say which:
  *        000 atom (index in bits 63..6), 001 special ([] and NONE)
- *   110  reserved (local pids/ports as immediates, runtime issue)
+ *   110  local pid of a runtime in this OS process: bits 6..3 the node
+ *        slot (otp__local_nodes), 38..7 the id, 63..39 the serial
+ *        (25 bits). Its node and creation live in the slot table.
  * Objects are 8-byte aligned, which is what frees the 3 tag bits.
  */
 #ifndef OTP_CORE_TERM_INTERNAL_H
@@ -87,6 +89,54 @@ static inline bool otp__is_kind(otp_term t, unsigned kind)
     return otp_is_boxed(t) && otp__kind(t) == kind;
 }
 
+/* ---- local pids: one word, no arena (see the tag table above) */
+
+#define OTP__TAG_LPID        6u
+#define OTP__NODE_SLOTS      16u
+#define OTP__LPID_SERIAL_MAX ((1u << 25) - 1)
+
+/* Node name and creation of each runtime alive in this OS process. Written
+ * when a runtime claims its slot (before any of its pids exist) and read by
+ * every thread that looks inside a local pid: release/acquire pairs them. */
+typedef struct otp__node_slot {
+    _Atomic otp_term node; /* 0 when the slot is free */
+    _Atomic uint32_t creation;
+} otp__node_slot;
+extern otp__node_slot otp__local_nodes[OTP__NODE_SLOTS];
+
+/* Claims a free slot for (node, creation); returns it, or -OTP_ELIMIT when
+ * every slot is taken. */
+int otp__node_slot_claim(otp_term node, uint32_t creation);
+void otp__node_slot_release(unsigned slot);
+
+static inline bool otp__is_lpid(otp_term t)
+{
+    return (t & 7) == OTP__TAG_LPID;
+}
+static inline otp_term otp__mk_lpid(unsigned slot, uint32_t id, uint32_t serial)
+{
+    return (otp_term)OTP__TAG_LPID | (otp_term)(slot & 15) << 3 | (otp_term)id << 7 |
+           (otp_term)(serial & OTP__LPID_SERIAL_MAX) << 39;
+}
+static inline unsigned otp__lpid_slot(otp_term t)
+{
+    return (unsigned)(t >> 3) & 15;
+}
+static inline uint32_t otp__lpid_id(otp_term t)
+{
+    return (uint32_t)(t >> 7);
+}
+static inline uint32_t otp__lpid_serial(otp_term t)
+{
+    return (uint32_t)(t >> 39);
+}
+
+/* A pid's identity, whichever form it has. */
+typedef struct otp__pidv {
+    otp_term node;
+    uint32_t id, serial, creation;
+} otp__pidv;
+
 typedef struct otp__cons {
     otp_term head;
     otp_term tail;
@@ -131,6 +181,22 @@ typedef struct otp__pid {
     uint32_t creation;
     uint32_t pad_;
 } otp__pid;
+
+/* Fills v from a pid in either form (the caller checked otp_is_pid). */
+static inline void otp__pid_view(otp_term t, otp__pidv *v)
+{
+    if (otp__is_lpid(t)) {
+        const otp__node_slot *s = &otp__local_nodes[otp__lpid_slot(t)];
+        /* acquire: pairs with the release in otp__node_slot_claim */
+        v->node = atomic_load_explicit(&s->node, memory_order_acquire);
+        v->creation = atomic_load_explicit(&s->creation, memory_order_relaxed);
+        v->id = otp__lpid_id(t);
+        v->serial = otp__lpid_serial(t);
+    } else {
+        const otp__pid *p = otp__ptr(t);
+        *v = (otp__pidv){p->node, p->id, p->serial, p->creation};
+    }
+}
 
 typedef struct otp__port {
     uint64_t hdr;

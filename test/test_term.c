@@ -404,6 +404,45 @@ static void test_arena(void **state)
     otp_arena_free(NULL);
 }
 
+/* Local pids are one word whose node and creation live in a slot table;
+ * they must be indistinguishable from the boxed pid with the same parts. */
+static void test_local_pids(void **state)
+{
+    (void)state;
+    otp_arena *a = otp_arena_new();
+    otp_term node = otp_atom("local@host");
+    int slot = otp__node_slot_claim(node, 7);
+    assert_true(slot >= 0);
+    otp_term lp = otp__mk_lpid((unsigned)slot, 4242, 3);
+    otp_term bp = otp_pid(a, node, 4242, 3, 7);
+    assert_true(otp_is_pid(lp));
+    assert_int_equal(otp_type_of(lp), OTP_T_PID);
+    otp_term n;
+    uint32_t id, serial, creation;
+    assert_int_equal(otp_pid_parts(lp, &n, &id, &serial, &creation), 0);
+    assert_true(n == node && id == 4242 && serial == 3 && creation == 7);
+    assert_true(otp_exact_eq(lp, bp) && otp_exact_eq(bp, lp) && otp_cmp(lp, bp) == 0);
+    assert_int_equal(otp_hash(lp), otp_hash(bp));
+    /* Order against other pids is by (serial, id, node, creation). */
+    assert_true(otp_cmp(lp, otp_pid(a, node, 4243, 3, 7)) < 0);
+    assert_true(otp_cmp(otp__mk_lpid((unsigned)slot, 9, 4), lp) > 0);
+    /* Same bytes on the wire, same text. */
+    otp_buf x = {0}, y = {0};
+    assert_int_equal(otp_encode_buf(&x, OTP_TUPLE(a, lp), 0), 0);
+    assert_int_equal(otp_encode_buf(&y, OTP_TUPLE(a, bp), 0), 0);
+    assert_int_equal(x.len, y.len);
+    assert_memory_equal(x.data, y.data, x.len);
+    /* Copying keeps the word; it needs no arena. */
+    assert_true(otp_copy(a, lp) == lp);
+    /* A map keyed by both forms holds one key. */
+    otp_term keys[2] = {lp, bp}, vals[2] = {otp_small(1), otp_small(2)};
+    assert_int_equal(otp_map_size(otp_map_v(a, 2, keys, vals)), 1);
+    otp__node_slot_release((unsigned)slot);
+    otp_buf_free(&x);
+    otp_buf_free(&y);
+    otp_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,7 +450,7 @@ int main(void)
         cmocka_unit_test(test_integers),   cmocka_unit_test(test_containers),
         cmocka_unit_test(test_maps),       cmocka_unit_test(test_order),
         cmocka_unit_test(test_deep_terms), cmocka_unit_test(test_copy_and_hash),
-        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_arena),      cmocka_unit_test(test_local_pids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
