@@ -1,7 +1,9 @@
 /* bench_codec.c — ETF encode/decode throughput of libotp, side by side in one
  * run with Erlang's term_to_binary/binary_to_term (perf/bench_codec.erl, run
  * by this program) and with erl_interface's generic and typed paths, on one
- * fixed mix of terms. Rounds are interleaved; medians and ratios go to stdout
+ * fixed mix of terms; and, in a section of its own, the zero-copy paths:
+ * otp_encode_iov against term_to_iovec, otp_decode_binary against
+ * binary_to_term. Rounds are interleaved; medians and ratios go to stdout
  * as markdown. The mix is the `mix[]` table below (see perf/README.md).
  */
 #include <ei.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +37,9 @@ extern char **environ;
 #define BIN_1M     (1024 * 1024)
 /* Decoded binaries land here; sized for the largest binary in the mix. */
 #define SCRATCH_CAP (BIN_1M + 64)
+/* The zero-copy encoder's iovecs: a sender's small fixed array (an item of
+ * the mix needs at most 2 entries: its bytes, and one large binary). */
+#define IOV_CAP 8
 
 /* ------------------------------------------------------------ the data
  *
@@ -470,7 +476,8 @@ typedef struct item {
     int (*ei_dec)(const char *buf, int *index, sinkbuf *s, uint64_t *sum);
     /* filled at start */
     otp_term term;
-    otp_buf enc; /* libotp's encoding: the one payload every side decodes */
+    otp_buf enc;     /* libotp's encoding: the one payload every side decodes */
+    otp_term encbin; /* the same bytes as a binary term, as a receive buffer */
 } item;
 
 /* The one place the mix is defined: name, what it is, and its four codecs
@@ -499,9 +506,14 @@ static item mix[] = {
 
 /* ------------------------------------------------------ the timed loops */
 
-enum { IMPL_OTP, IMPL_ERL, IMPL_EIX, IMPL_EI, N_IMPL };
+/* The first N_IMPL are the main tables' columns; the zero-copy section adds
+ * libotp's zero-copy paths (otp_encode_iov, otp_decode_binary) and Erlang's
+ * term_to_iovec (encode only: Erlang has no zero-copy decode, its column
+ * there is binary_to_term, i.e. IMPL_ERL's decode). */
+enum { IMPL_OTP, IMPL_ERL, IMPL_EIX, IMPL_EI, N_IMPL, IMPL_OTPZC = N_IMPL, IMPL_ERLZC, N_IMPL_ALL };
 enum { OP_ENC, OP_DEC, N_OP };
-static const char *const impl_name[N_IMPL] = {"libotp", "Erlang", "ei generic", "ei typed"};
+static const char *const impl_name[N_IMPL_ALL] = {"libotp",   "Erlang",    "ei generic",
+                                                  "ei typed", "libotp zc", "Erlang term_to_iovec"};
 static const char *const op_name[N_OP] = {"encode", "decode"};
 
 typedef struct bench {
@@ -510,6 +522,8 @@ typedef struct bench {
     ei_x_buff x;      /* ei generic encode target, index reset every iteration */
     char *eibuf;      /* ei typed encode target */
     sinkbuf *sink;
+    otp_iobuf iob;             /* zero-copy encode target, reset every iteration */
+    struct iovec iov[IOV_CAP]; /* and the iovecs a sender fills from it */
 } bench;
 
 static volatile uint64_t g_sink; /* where every checksum ends up */
@@ -551,6 +565,28 @@ static uint64_t run(bench *b, int impl, int op, item *it, uint64_t iters)
             otp_arena_reset(b->arena);
             if (otp_decode(b->arena, it->enc.data, it->enc.len, NULL, &t, NULL, NULL) < 0)
                 die("otp_decode failed on %s", it->name);
+            sum += t;
+        }
+    } else if (impl == IMPL_OTPZC && op == OP_ENC) {
+        /* What a sender does before writev: encode, then fill its iovecs. */
+        for (uint64_t k = 0; k < iters; k++) {
+            otp_iobuf_reset(&b->iob);
+            if (otp_encode_iov(&b->iob, it->term, 0) < 0)
+                die("otp_encode_iov failed on %s", it->name);
+            size_t n = otp_iobuf_iovec(&b->iob, b->iov, IOV_CAP);
+            if (n == 0 || n > IOV_CAP)
+                die("otp_iobuf_iovec: %s needs %zu iovecs", it->name, n);
+            const struct iovec *last = &b->iov[n - 1];
+            for (size_t j = 0; j < n; j++)
+                sum += b->iov[j].iov_len;
+            sum += ((const uint8_t *)last->iov_base)[last->iov_len - 1];
+        }
+    } else if (impl == IMPL_OTPZC && op == OP_DEC) {
+        for (uint64_t k = 0; k < iters; k++) {
+            otp_term t;
+            otp_arena_reset(b->arena);
+            if (otp_decode_binary(b->arena, it->encbin, NULL, &t, NULL, NULL) < 0)
+                die("otp_decode_binary failed on %s", it->name);
             sum += t;
         }
     } else if (impl == IMPL_EIX && op == OP_ENC) {
@@ -650,27 +686,47 @@ static int item_index(const char *name)
     return -1;
 }
 
-/* Reads lines until `until`; "enc|dec NAME NS" lines go into res (when not
- * NULL), "check NAME same|diff" lines into checks. Returns -1 on EOF. */
-static int erl_read(erl_peer *e, const char *until, double res[N_OP][N_ITEMS], int checks[N_ITEMS])
+/* What the Erlang side reports per item and round: term_to_binary,
+ * binary_to_term, term_to_iovec. */
+enum { EOP_ENC = OP_ENC, EOP_DEC = OP_DEC, EOP_ENC_IOV, N_EOP };
+/* Its start-up checks, per item: term_to_binary's bytes, and term_to_iovec's
+ * gathered, equal libotp's (1), differ (0), or were not reported (-1). */
+enum { CHECK_TTB, CHECK_IOV, N_CHECK };
+
+/* Reads lines until `until`; "enc|enc_iov|dec NAME NS" lines go into res
+ * (when not NULL), "check|check_iov NAME same|diff" lines into checks.
+ * Returns -1 on EOF. */
+static int erl_read(erl_peer *e, const char *until, double res[N_EOP][N_ITEMS],
+                    int checks[N_CHECK][N_ITEMS])
 {
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
     int rc = -1;
     while ((n = getline(&line, &cap, e->in)) > 0) {
-        char w[16], name[64];
+        char w[16], w2[16], name[64];
         double v;
+        int eop = -1, chk = -1;
         line[strcspn(line, "\n")] = 0;
         if (strcmp(line, until) == 0) {
             rc = 0;
             break;
         }
-        if (res && sscanf(line, "%15s %63s %lf", w, name, &v) == 3 && item_index(name) >= 0) {
-            res[strcmp(w, "enc") == 0 ? OP_ENC : OP_DEC][item_index(name)] = v;
-        } else if (checks && sscanf(line, "check %63s %15s", name, w) == 2 &&
+        if (sscanf(line, "%15s %63s", w, name) == 2) {
+            eop = strcmp(w, "enc") == 0       ? EOP_ENC
+                  : strcmp(w, "dec") == 0     ? EOP_DEC
+                  : strcmp(w, "enc_iov") == 0 ? EOP_ENC_IOV
+                                              : -1;
+            chk = strcmp(w, "check") == 0       ? CHECK_TTB
+                  : strcmp(w, "check_iov") == 0 ? CHECK_IOV
+                                                : -1;
+        }
+        if (res && eop >= 0 && sscanf(line, "%15s %63s %lf", w, name, &v) == 3 &&
+            item_index(name) >= 0) {
+            res[eop][item_index(name)] = v;
+        } else if (checks && chk >= 0 && sscanf(line, "%15s %63s %15s", w, name, w2) == 3 &&
                    item_index(name) >= 0) {
-            checks[item_index(name)] = strcmp(w, "same") == 0;
+            checks[chk][item_index(name)] = strcmp(w2, "same") == 0;
         } else {
             fprintf(stderr, "erl: %s\n", line);
         }
@@ -680,7 +736,7 @@ static int erl_read(erl_peer *e, const char *until, double res[N_OP][N_ITEMS], i
 }
 
 static void erl_start(erl_peer *e, const char *erl, const char *beam_dir, const char *mix_path,
-                      unsigned budget_ms, int checks[N_ITEMS])
+                      unsigned budget_ms, int checks[N_CHECK][N_ITEMS])
 {
     int to_erl[2], from_erl[2];
     char ms[16];
@@ -793,7 +849,7 @@ static void print_row(const char *name, const char *bytes, const double ns[N_IMP
 
 /* The geometric mean of the per-item ratios: every item weighs the same,
  * where the sums above are ruled by the largest items. */
-static void print_geomean(double med[N_IMPL][N_ITEMS])
+static void print_geomean(double med[N_IMPL_ALL][N_ITEMS])
 {
     char r[N_IMPL][32];
     for (int m = 0; m < N_IMPL; m++) {
@@ -815,7 +871,7 @@ static void print_geomean(double med[N_IMPL][N_ITEMS])
 
 /* Sums an implementation's medians over the items (all, or all but the
  * 1 MiB binary); 0 when any item lacks a measurement, so the row says n/a. */
-static double mix_total(double med[N_ITEMS], bool with_1m)
+static double mix_total(const double med[N_ITEMS], bool with_1m)
 {
     double t = 0;
     for (size_t k = 0; k < N_ITEMS; k++) {
@@ -828,15 +884,149 @@ static double mix_total(double med[N_ITEMS], bool with_1m)
     return t;
 }
 
-static void report(int rounds, unsigned ms, bool ei_same, bool erl_ran, const int erl_checks[],
-                   double res[N_IMPL][N_OP][N_ITEMS][MAX_ROUNDS])
+/* The geometric mean of theirs/ours over the items; 0 when any is missing. */
+static double geomean_ratio(const double theirs[N_ITEMS], const double ours[N_ITEMS])
 {
-    static double med[N_OP][N_IMPL][N_ITEMS];
+    double lsum = 0;
+    for (size_t k = 0; k < N_ITEMS; k++) {
+        if (theirs[k] <= 0 || ours[k] <= 0)
+            return 0;
+        lsum += log(theirs[k] / ours[k]);
+    }
+    return exp(lsum / (double)N_ITEMS);
+}
+
+/* (max - min) / median of one cell's rounds; -1 when not measured. */
+static double cell_spread(const double *r, int rounds, double med)
+{
+    double lo = r[0], hi = lo;
+    for (int k = 1; k < rounds; k++) {
+        lo = fmin(lo, r[k]);
+        hi = fmax(hi, r[k]);
+    }
+    return med > 0 && lo > 0 ? (hi - lo) / med : -1;
+}
+
+/* What the start-up checks of the zero-copy paths found, for the report. */
+typedef struct zc_checks {
+    bool iov_same;   /* every item's gathered iovecs equal otp_encode_buf's bytes */
+    bool dec_same;   /* every item's otp_decode_binary result is otp_exact_eq */
+    bool iov_shares; /* the large binaries are referenced by the iovecs */
+    bool dec_shares; /* and point into the input after otp_decode_binary */
+} zc_checks;
+
+static void print_zc_row(const char *name, const char *bytes, double ours, double theirs)
+{
+    char c[2][32], r[32];
+    fmt_ns(c[0], sizeof c[0], ours);
+    fmt_ns(c[1], sizeof c[1], theirs);
+    fmt_ratio(r, sizeof r, theirs, ours);
+    printf("| %s | %s | %s | %s | %s |\n", name, bytes, c[0], c[1], r);
+}
+
+/* The zero-copy section: libotp's zero-copy paths against Erlang's nearest
+ * equivalents (term_to_iovec; binary_to_term, which has no zero-copy form). */
+static void report_zc(int rounds, bool erl_ran, const int erl_checks[N_CHECK][N_ITEMS],
+                      const zc_checks *zc, double res[N_IMPL_ALL][N_OP][N_ITEMS][MAX_ROUNDS],
+                      double med[N_OP][N_IMPL_ALL][N_ITEMS])
+{
+    static const char *const heading[N_OP] = {
+        "encode: otp_encode_iov vs term_to_iovec",
+        "decode: otp_decode_binary vs binary_to_term",
+    };
+    static const char *const erl_col[N_OP] = {"Erlang term_to_iovec ns",
+                                              "Erlang binary_to_term ns"};
+    /* Erlang's column: term_to_iovec for encode, binary_to_term for decode. */
+    const int erl_impl[N_OP] = {IMPL_ERLZC, IMPL_ERL};
+    bool erl_iov_same = erl_ran;
+    for (size_t k = 0; k < N_ITEMS; k++)
+        erl_iov_same = erl_iov_same && erl_checks[CHECK_IOV][k] == 1;
+
+    printf("\n### zero-copy paths\n\n");
+    printf("libotp zc: encode is `otp_iobuf_reset` + `otp_encode_iov` + `otp_iobuf_iovec` into a "
+           "fixed array of %d iovecs; decode is `otp_decode_binary` from a binary term made once "
+           "from the item's bytes (a receive buffer) into an arena reset every iteration. "
+           "Binaries over %d bytes are referenced, not copied: by the iovecs, and by the decoded "
+           "term (which shares the input's block). Erlang: `term_to_iovec(T, "
+           "[{minor_version,2}])`, which also references large binaries, and `binary_to_term(B)` "
+           "(the main decode table's number; it copies, Erlang has no zero-copy decode). Same "
+           "rounds and method as above; ratios above 1x mean libotp is faster.\n",
+           IOV_CAP, OTP_BINARY_HEAP_MAX);
+    printf("Checks: libotp's iovecs, gathered, %s `otp_encode_buf`'s bytes; `otp_decode_binary` "
+           "%s; the large binaries %s; Erlang's term_to_iovec, gathered, %s.\n",
+           zc->iov_same ? "equal" : "DO NOT ALL EQUAL (see stderr)",
+           zc->dec_same ? "gives an `otp_exact_eq` term for every item"
+                        : "DOES NOT ALWAYS give an otp_exact_eq term (see stderr)",
+           zc->iov_shares && zc->dec_shares
+               ? "are referenced by the iovecs and point into the input after decoding"
+               : "ARE NOT ALL SHARED (see stderr)",
+           !erl_ran       ? "was not run"
+           : erl_iov_same ? "matches too"
+                          : "DIFFERS (see stderr)");
+
+    for (int op = 0; op < N_OP; op++) {
+        const double *ours = med[op][IMPL_OTPZC], *theirs = med[op][erl_impl[op]];
+        printf("\n#### %s\n\n", heading[op]);
+        printf("| item | bytes | libotp zc ns | %s | Erlang/libotp |\n", erl_col[op]);
+        printf("|---|---:|---:|---:|---:|\n");
+        size_t bytes = 0;
+        for (size_t k = 0; k < N_ITEMS; k++) {
+            char nb[32];
+            snprintf(nb, sizeof nb, "%zu", mix[k].enc.len);
+            bytes += mix[k].enc.len;
+            print_zc_row(mix[k].name, nb, ours[k], theirs[k]);
+        }
+        char nb[32], nb2[32], g[32];
+        snprintf(nb, sizeof nb, "%zu", bytes);
+        snprintf(nb2, sizeof nb2, "%zu", bytes - mix[ITEM_1M].enc.len);
+        print_zc_row("**whole mix**", nb, mix_total(med[op][IMPL_OTPZC], true),
+                     mix_total(med[op][erl_impl[op]], true));
+        print_zc_row("mix without bin_1m", nb2, mix_total(med[op][IMPL_OTPZC], false),
+                     mix_total(med[op][erl_impl[op]], false));
+        double gm = geomean_ratio(theirs, ours);
+        if (gm > 0)
+            snprintf(g, sizeof g, "%.2fx", gm);
+        else
+            snprintf(g, sizeof g, "n/a");
+        printf("| geometric mean of ratios | | | | %s |\n", g);
+    }
+
+    /* The spread of the cells this section adds (Erlang's decode cells are
+     * in the line above). */
+    printf("\nRound-to-round spread of these cells, as above:");
+    const struct {
+        int impl, op;
+        const char *name;
+    } cells[] = {{IMPL_OTPZC, OP_ENC, "libotp otp_encode_iov"},
+                 {IMPL_OTPZC, OP_DEC, "libotp otp_decode_binary"},
+                 {IMPL_ERLZC, OP_ENC, "Erlang term_to_iovec"}};
+    for (size_t c = 0; c < sizeof cells / sizeof cells[0]; c++) {
+        double sp[N_ITEMS];
+        int n = 0;
+        for (size_t k = 0; k < N_ITEMS; k++) {
+            double v = cell_spread(res[cells[c].impl][cells[c].op][k], rounds,
+                                   med[cells[c].op][cells[c].impl][k]);
+            if (v >= 0)
+                sp[n++] = v;
+        }
+        if (n)
+            printf("%s %s %.0f%%", c ? "," : "", cells[c].name, 100 * median(sp, n));
+        else
+            printf("%s %s n/a", c ? "," : "", cells[c].name);
+    }
+    printf(".\n");
+}
+
+static void report(int rounds, unsigned ms, bool ei_same, bool erl_ran,
+                   const int erl_checks[N_CHECK][N_ITEMS], const zc_checks *zc,
+                   double res[N_IMPL_ALL][N_OP][N_ITEMS][MAX_ROUNDS])
+{
+    static double med[N_OP][N_IMPL_ALL][N_ITEMS];
     bool erl_same = erl_ran;
     for (size_t k = 0; k < N_ITEMS; k++)
-        erl_same = erl_same && erl_checks[k] == 1;
+        erl_same = erl_same && erl_checks[CHECK_TTB][k] == 1;
     for (int op = 0; op < N_OP; op++)
-        for (int m = 0; m < N_IMPL; m++)
+        for (int m = 0; m < N_IMPL_ALL; m++)
             for (size_t k = 0; k < N_ITEMS; k++)
                 med[op][m][k] = median(res[m][op][k], rounds);
 
@@ -888,13 +1078,9 @@ static void report(int rounds, unsigned ms, bool ei_same, bool erl_ran, const in
         int n = 0;
         for (int op = 0; op < N_OP; op++)
             for (size_t k = 0; k < N_ITEMS; k++) {
-                double lo = res[m][op][k][0], hi = lo;
-                for (int r = 1; r < rounds; r++) {
-                    lo = fmin(lo, res[m][op][k][r]);
-                    hi = fmax(hi, res[m][op][k][r]);
-                }
-                if (med[op][m][k] > 0 && lo > 0)
-                    sp[n++] = (hi - lo) / med[op][m][k];
+                double v = cell_spread(res[m][op][k], rounds, med[op][m][k]);
+                if (v >= 0)
+                    sp[n++] = v;
             }
         if (n)
             printf("%s %s %.0f%%", m ? "," : "", impl_name[m], 100 * median(sp, n));
@@ -922,6 +1108,8 @@ static void report(int rounds, unsigned ms, bool ei_same, bool erl_ran, const in
         printf("\n");
     }
 
+    report_zc(rounds, erl_ran, erl_checks, zc, res, med);
+
     printf("\n### targets\n\n");
     printf("Ratios on the whole mix (sum of medians; bin_1m is most of it), on the mix without "
            "bin_1m, and the geometric mean of per-item ratios. Met or missed is judged on the "
@@ -948,6 +1136,96 @@ static void report(int rounds, unsigned ms, bool ei_same, bool erl_ran, const in
                 printf(" (target 2x): %s\n", theirs / ours >= 2.0 ? "met" : "MISSED");
         }
     }
+    /* The zero-copy paths against Erlang, judged like the others. */
+    static const char *const zc_name[N_OP] = {
+        "encode vs Erlang (both zero-copy: otp_encode_iov vs term_to_iovec)",
+        "decode vs Erlang (otp_decode_binary vs binary_to_term)",
+    };
+    const int erl_impl[N_OP] = {IMPL_ERLZC, IMPL_ERL};
+    for (int op = 0; op < N_OP; op++) {
+        const double *ours = med[op][IMPL_OTPZC], *theirs = med[op][erl_impl[op]];
+        double all = mix_total(ours, true), theirs_all = mix_total(theirs, true);
+        double gm = geomean_ratio(theirs, ours);
+        if (all <= 0 || theirs_all <= 0 || gm <= 0) {
+            printf("- %s: n/a\n", zc_name[op]);
+            continue;
+        }
+        printf("- %s: %.2fx whole mix, %.2fx without bin_1m, %.2fx geomean (target 2x): %s\n",
+               zc_name[op], theirs_all / all, mix_total(theirs, false) / mix_total(ours, false), gm,
+               theirs_all / all >= 2.0 ? "met" : "MISSED");
+    }
+}
+
+/* ------------------------------------------- zero-copy start-up checks */
+
+/* True when the n bytes at p lie inside [lo, lo + len). */
+static bool inside(const void *p, size_t n, const uint8_t *lo, size_t len)
+{
+    uintptr_t a = (uintptr_t)p, l = (uintptr_t)lo;
+    return p && a >= l && a + n <= l + len;
+}
+
+/* Makes the item's receive buffer (it->encbin, in `keep`) and checks both zero-copy
+ * paths on it once: the gathered iovecs are otp_encode_buf's bytes, and
+ * otp_decode_binary gives an otp_exact_eq term using every byte. When the
+ * item is a large binary, also that the iovecs reference its bytes and the
+ * decoded one points into the buffer. Mismatches go to stderr and zc. */
+static void check_zc(bench *b, otp_arena *keep, item *it, zc_checks *zc)
+{
+    it->encbin = otp_binary(keep, it->enc.data, it->enc.len);
+    if (it->encbin == OTP_NONE)
+        die("out of memory");
+
+    otp_iobuf_reset(&b->iob);
+    if (otp_encode_iov(&b->iob, it->term, 0) < 0)
+        die("otp_encode_iov of %s failed", it->name);
+    size_t n = otp_iobuf_iovec(&b->iob, b->iov, IOV_CAP), at = 0;
+    if (n > IOV_CAP)
+        die("%s: otp_iobuf_iovec needs %zu iovecs, more than %d", it->name, n, IOV_CAP);
+    bool same = otp_iobuf_size(&b->iob) == it->enc.len;
+    for (size_t j = 0; j < n && same; j++) {
+        same =
+            at + b->iov[j].iov_len <= it->enc.len &&
+            memcmp((const uint8_t *)it->enc.data + at, b->iov[j].iov_base, b->iov[j].iov_len) == 0;
+        at += b->iov[j].iov_len;
+    }
+    if (!same || at != it->enc.len) {
+        fprintf(stderr, "bench_codec: %s: otp_encode_iov's iovecs differ from otp_encode_buf\n",
+                it->name);
+        zc->iov_same = false;
+    }
+
+    otp_term back;
+    size_t used = 0;
+    otp_error err;
+    otp_arena_reset(b->arena);
+    if (otp_decode_binary(b->arena, it->encbin, NULL, &back, &used, &err) < 0)
+        die("otp_decode_binary of %s failed at %zu: %s", it->name, err.offset, err.message);
+    if (used != it->enc.len || !otp_exact_eq(back, it->term)) {
+        fprintf(stderr, "bench_codec: %s: otp_decode_binary does not give the term back\n",
+                it->name);
+        zc->dec_same = false;
+    }
+
+    size_t blen, inlen;
+    const uint8_t *bdata = otp_is_binary(it->term) ? otp_binary_data(it->term, &blen) : NULL;
+    if (bdata && blen > OTP_BINARY_HEAP_MAX) {
+        const uint8_t *in = otp_binary_data(it->encbin, &inlen), *d;
+        bool ref = false;
+        for (size_t j = 0; j < n && j < IOV_CAP; j++)
+            ref = ref || (b->iov[j].iov_base == bdata && b->iov[j].iov_len == blen);
+        if (!ref) {
+            fprintf(stderr, "bench_codec: %s: the iovecs copy the binary\n", it->name);
+            zc->iov_shares = false;
+        }
+        size_t dlen;
+        d = otp_is_binary(back) ? otp_binary_data(back, &dlen) : NULL;
+        if (!d || !inside(d, dlen, in, inlen)) {
+            fprintf(stderr, "bench_codec: %s: otp_decode_binary copied the binary\n", it->name);
+            zc->dec_shares = false;
+        }
+    }
+    otp_arena_reset(b->arena);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -956,14 +1234,15 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_codec [--quick] [--rounds N] [--ms N] [--no-erlang]\n"
-            "                   [--item NAME] [--impl otp|eix|ei] [--op enc|dec]\n"
+            "                   [--item NAME] [--impl otp|otpzc|eix|ei] [--op enc|dec]\n"
             "                   [--erl PATH] [--beam-dir DIR]\n"
             "  --quick      5 rounds of 30 ms per measurement (~15 s)\n"
             "  --rounds N   rounds (default 7, at most %d)\n"
             "  --ms N       time per measurement per round (default 100)\n"
             "  --no-erlang  skip the Erlang side\n"
             "  --item NAME  measure only this item (repeatable; for profiling)\n"
-            "  --impl X     measure only this C implementation (repeatable; for profiling)\n"
+            "  --impl X     measure only this C implementation (repeatable; for profiling;\n"
+            "               otpzc: otp_encode_iov and otp_decode_binary)\n"
             "  --op X       measure only encode or decode (for profiling)\n"
             "  (--item, --impl and --op imply --no-erlang)\n"
             "  --iters N    exactly N iterations per measurement, no warm-up (for counting\n"
@@ -982,7 +1261,7 @@ int main(int argc, char **argv)
     unsigned ms = 100;
     bool use_erl = true;
     /* What --item / --impl select; everything when none is given. */
-    bool item_on[N_ITEMS] = {0}, impl_on[N_IMPL] = {0}, op_on[N_OP] = {0};
+    bool item_on[N_ITEMS] = {0}, impl_on[N_IMPL_ALL] = {0}, op_on[N_OP] = {0};
     bool any_item = false, any_impl = false, any_op = false;
     const char *erl = BENCH_ERL, *beam_dir = BENCH_BEAM_DIR, *write_mix = NULL;
     uint64_t fixed_iters = 0; /* --iters: no calibration, for instruction counts */
@@ -1003,10 +1282,11 @@ int main(int argc, char **argv)
             item_on[i] = any_item = true;
         } else if (strcmp(argv[k], "--impl") == 0 && k + 1 < argc) {
             const char *v = argv[++k];
-            int m = strcmp(v, "otp") == 0   ? IMPL_OTP
-                    : strcmp(v, "eix") == 0 ? IMPL_EIX
-                    : strcmp(v, "ei") == 0  ? IMPL_EI
-                                            : -1;
+            int m = strcmp(v, "otp") == 0     ? IMPL_OTP
+                    : strcmp(v, "otpzc") == 0 ? IMPL_OTPZC
+                    : strcmp(v, "eix") == 0   ? IMPL_EIX
+                    : strcmp(v, "ei") == 0    ? IMPL_EI
+                                              : -1;
             if (m < 0)
                 usage();
             impl_on[m] = any_impl = true;
@@ -1033,7 +1313,7 @@ int main(int argc, char **argv)
         usage();
     for (size_t k = 0; k < N_ITEMS; k++)
         item_on[k] = item_on[k] || !any_item;
-    for (int m = 0; m < N_IMPL; m++)
+    for (int m = 0; m < N_IMPL_ALL; m++)
         impl_on[m] = impl_on[m] || !any_impl;
     for (int op = 0; op < N_OP; op++)
         op_on[op] = op_on[op] || !any_op;
@@ -1057,6 +1337,7 @@ int main(int argc, char **argv)
      * payload everyone decodes. Then check that every encoder produces the
      * very same bytes and that libotp's decode round-trips. */
     bool all_same = true;
+    zc_checks zc = {true, true, true, true};
     for (size_t k = 0; k < N_ITEMS; k++) {
         item *it = &mix[k];
         it->term = it->build(mix_arena);
@@ -1093,6 +1374,7 @@ int main(int argc, char **argv)
         i = 0;
         if (it->ei_dec((const char *)it->enc.data, &i, &sink, &sum) < 0 || (size_t)i != it->enc.len)
             die("%s: ei typed decode fails on libotp's bytes", it->name);
+        check_zc(&b, mix_arena, it, &zc);
     }
 
     if (write_mix) {
@@ -1108,25 +1390,32 @@ int main(int argc, char **argv)
     if (write_mix_file(mix_path) < 0)
         die("writing %s failed", mix_path);
 
-    static double res[N_IMPL][N_OP][N_ITEMS][MAX_ROUNDS];
-    static uint64_t iters[N_IMPL][N_OP][N_ITEMS];
-    int erl_checks[N_ITEMS];
-    for (size_t k = 0; k < N_ITEMS; k++)
-        erl_checks[k] = -1;
+    static double res[N_IMPL_ALL][N_OP][N_ITEMS][MAX_ROUNDS];
+    static uint64_t iters[N_IMPL_ALL][N_OP][N_ITEMS];
+    int erl_checks[N_CHECK][N_ITEMS];
+    for (int c = 0; c < N_CHECK; c++)
+        for (size_t k = 0; k < N_ITEMS; k++)
+            erl_checks[c][k] = -1;
     erl_peer e = {0};
     if (use_erl)
         erl_start(&e, erl, beam_dir, mix_path, ms, erl_checks);
-    for (size_t k = 0; k < N_ITEMS && e.ok; k++)
-        if (erl_checks[k] != 1)
+    for (size_t k = 0; k < N_ITEMS && e.ok; k++) {
+        if (erl_checks[CHECK_TTB][k] != 1)
             fprintf(stderr,
                     "bench_codec: %s: Erlang's term_to_binary differs from libotp's bytes\n",
                     mix[k].name);
+        if (erl_checks[CHECK_IOV][k] != 1)
+            fprintf(stderr,
+                    "bench_codec: %s: Erlang's term_to_iovec, gathered, differs from libotp's "
+                    "bytes\n",
+                    mix[k].name);
+    }
 
     uint64_t budget_ns = (uint64_t)ms * 1000000u;
     uint64_t warm_ns = budget_ns / 4 < 5000000u ? budget_ns / 4 : 5000000u;
     fprintf(stderr, "bench_codec: calibrating (%d rounds of %u ms per measurement)\n", rounds, ms);
-    const int c_impls[] = {IMPL_OTP, IMPL_EIX, IMPL_EI};
-    for (int m = 0; m < 3; m++)
+    const int c_impls[] = {IMPL_OTP, IMPL_OTPZC, IMPL_EIX, IMPL_EI};
+    for (size_t m = 0; m < sizeof c_impls / sizeof c_impls[0]; m++)
         for (int op = 0; op < N_OP; op++)
             for (size_t k = 0; k < N_ITEMS; k++)
                 if (impl_on[c_impls[m]] && item_on[k] && op_on[op])
@@ -1134,13 +1423,16 @@ int main(int argc, char **argv)
                         fixed_iters ? fixed_iters
                                     : calibrate(&b, c_impls[m], op, &mix[k], warm_ns, budget_ns);
 
-    /* Interleaved rounds: libotp, Erlang, ei generic, ei typed, again. A
-     * machine that slows down for a while hurts all of them alike. */
+    /* Interleaved rounds: libotp, libotp zero-copy, Erlang (term_to_binary,
+     * term_to_iovec, binary_to_term), ei generic, ei typed, again. A machine
+     * that slows down for a while hurts all of them alike. */
+    const int order[] = {IMPL_OTP, IMPL_OTPZC, IMPL_ERL, IMPL_EIX, IMPL_EI};
     for (int r = 0; r < rounds; r++) {
         fprintf(stderr, "bench_codec: round %d/%d\n", r + 1, rounds);
-        for (int m = 0; m < N_IMPL; m++) {
+        for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
+            int m = order[o];
             if (m == IMPL_ERL) {
-                double er[N_OP][N_ITEMS] = {{0}};
+                double er[N_EOP][N_ITEMS] = {{0}};
                 if (e.ok) {
                     fputs("round\n", e.out);
                     fflush(e.out);
@@ -1149,9 +1441,11 @@ int main(int argc, char **argv)
                         e.ok = false;
                     }
                 }
-                for (int op = 0; op < N_OP; op++)
-                    for (size_t k = 0; k < N_ITEMS; k++)
-                        res[m][op][k][r] = er[op][k];
+                for (size_t k = 0; k < N_ITEMS; k++) {
+                    res[IMPL_ERL][OP_ENC][k][r] = er[EOP_ENC][k];
+                    res[IMPL_ERL][OP_DEC][k][r] = er[EOP_DEC][k];
+                    res[IMPL_ERLZC][OP_ENC][k][r] = er[EOP_ENC_IOV][k];
+                }
                 continue;
             }
             for (int op = 0; op < N_OP; op++)
@@ -1163,13 +1457,14 @@ int main(int argc, char **argv)
     erl_stop(&e);
     unlink(mix_path);
 
-    report(rounds, ms, all_same, e.ready, erl_checks, res);
+    report(rounds, ms, all_same, e.ready, erl_checks, &zc, res);
     fprintf(stderr, "bench_codec: checksum %llu\n", (unsigned long long)g_sink);
     for (size_t k = 0; k < N_ITEMS; k++)
         otp_buf_free(&mix[k].enc);
     otp_arena_free(mix_arena);
     otp_arena_free(b.arena);
     otp_buf_free(&b.obuf);
+    otp_iobuf_free(&b.iob);
     ei_x_free(&b.x);
     free(b.eibuf);
     free(sink.scratch);

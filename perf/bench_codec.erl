@@ -1,8 +1,9 @@
 %% bench_codec.erl — the Erlang side of perf/bench_codec: times
-%% term_to_binary(T, [{minor_version,2}]) and binary_to_term(B) on the mix the
-%% C program wrote to a file. Started once by that program (erl -noshell -run
-%% bench_codec main File BudgetMs); runs one round per "round" line on stdin
-%% and answers with "enc|dec Name NsPerOp" lines, then "done".
+%% term_to_binary(T, [{minor_version,2}]), term_to_iovec(T, [{minor_version,2}])
+%% and binary_to_term(B) on the mix the C program wrote to a file. Started
+%% once by that program (erl -noshell -run bench_codec main File BudgetMs);
+%% runs one round per "round" line on stdin and answers with
+%% "enc|enc_iov|dec Name NsPerOp" lines, then "done".
 -module(bench_codec).
 -export([main/1]).
 
@@ -14,7 +15,9 @@ main([File, BudgetMs]) ->
     Warm = min(Budget div 4, 5000000),
     Items = [{Name, B, binary_to_term(B)} || {Name, B} <- parse(Bin)],
     [io:format("check ~s ~s~n", [Name, same_bytes(T, B)]) || {Name, B, T} <- Items],
-    Calibrated = [{Name, B, T, calibrate(enc, T, Warm, Budget), calibrate(dec, B, Warm, Budget)}
+    [io:format("check_iov ~s ~s~n", [Name, same_iov_bytes(T, B)]) || {Name, B, T} <- Items],
+    Calibrated = [{Name, B, T, calibrate(enc, T, Warm, Budget), calibrate(enc_iov, T, Warm, Budget),
+                   calibrate(dec, B, Warm, Budget)}
                   || {Name, B, T} <- Items],
     io:format("ready~n"),
     serve(Calibrated).
@@ -31,13 +34,21 @@ same_bytes(T, B) ->
         false -> diff
     end.
 
+%% term_to_iovec's binaries, concatenated, are term_to_binary's bytes.
+same_iov_bytes(T, B) ->
+    case iolist_to_binary(term_to_iovec(T, ?OPTS)) =:= B of
+        true -> same;
+        false -> diff
+    end.
+
 serve(Items) ->
     case io:get_line("") of
         "round\n" ->
             [begin
                  io:format("enc ~s ~.3f~n", [Name, time_loop(enc, T, NE)]),
+                 io:format("enc_iov ~s ~.3f~n", [Name, time_loop(enc_iov, T, NI)]),
                  io:format("dec ~s ~.3f~n", [Name, time_loop(dec, B, ND)])
-             end || {Name, B, T, NE, ND} <- Items],
+             end || {Name, B, T, NE, NI, ND} <- Items],
             io:format("done~n"),
             serve(Items);
         _ ->
@@ -74,11 +85,18 @@ time_loop(Op, Arg, N) ->
 %% calls such a fun and ignores its result (the comprehension's result and
 %% the code after it were lost).
 loop(enc, N, T) -> enc_loop(N, T, 0);
+loop(enc_iov, N, T) -> enc_iov_loop(N, T, 0);
 loop(dec, N, B) -> dec_loop(N, B, 0).
 
 %% Each iteration's result feeds the accumulator, so no call can be dropped.
 enc_loop(0, _T, Acc) -> Acc;
 enc_loop(N, T, Acc) -> enc_loop(N - 1, T, Acc + byte_size(term_to_binary(T, ?OPTS))).
+
+%% term_to_iovec returns a list of binaries, large refc binaries referenced
+%% rather than copied; iolist_size/1 walks that short list (the C side sums
+%% its iovec lengths the same way).
+enc_iov_loop(0, _T, Acc) -> Acc;
+enc_iov_loop(N, T, Acc) -> enc_iov_loop(N - 1, T, Acc + iolist_size(term_to_iovec(T, ?OPTS))).
 
 dec_loop(0, _B, Acc) -> Acc;
 dec_loop(N, B, _Acc) -> dec_loop(N - 1, B, binary_to_term(B)).
