@@ -1,0 +1,688 @@
+/* io_uring.c — the io_uring backend: one ring per instance, owned by one
+ * thread. Ops go in as SQEs and are handed to the kernel once per
+ * otp__io_wait (or when the SQ fills); CQEs come back tagged with the op.
+ * Features newer than the 5.6 baseline (multishot accept, cancel by fd,
+ * MSG_RING, deferred task work) are probed and used only where present.
+ */
+#define _GNU_SOURCE /* IOV_MAX */
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "io_backend.h"
+
+/* user_data: the op's address (8-aligned, below 2^48) | the op's 16-bit
+ * submission generation << 48 | a tag in the low 3 bits. The generation
+ * keeps a late ASYNC_CANCEL from hitting a later submission of the same op. */
+enum {
+    TAG_OP = 0,           /* the op's own SQE */
+    TAG_IGNORE = 1,       /* cancels, closes, MSG_RING sends: nothing to do */
+    TAG_WAKE_READ = 2,    /* the eventfd read that otp__io_wake completes */
+    TAG_WAKE_MSG = 3,     /* a CQE another ring posted with MSG_RING */
+    TAG_LINK_TIMEOUT = 4, /* a connect's timeout; user_data names the connect */
+};
+#define UD_TAG_MASK UINT64_C(7)
+#define UD_PTR_MASK UINT64_C(0x0000FFFFFFFFFFF8)
+
+enum { ST_INFLIGHT = 1, ST_LOCAL = 2 }; /* op->priv.state */
+
+typedef struct uring {
+    otp__io base;
+    struct io_uring ring;
+    otp__io_op *inflight;           /* ops the kernel may still complete */
+    otp__io_op *local, *local_tail; /* ops we complete ourselves, FIFO */
+    bool disabled;                  /* created R_DISABLED, not yet enabled */
+    bool wake_armed;                /* the eventfd read is queued or in flight */
+    bool destroying;
+    bool multishot_accept, cancel_fd, msg_ring, cqe_skip;
+    /* Set (release) once the ring is enabled; wake_from on other threads
+     * reads it (acquire) before posting MSG_RING, which a disabled ring
+     * would refuse. Never goes back to false. */
+    atomic_bool enabled;
+    uint64_t wake_buf; /* where the eventfd read lands */
+} uring;
+
+static uring *U(otp__io *io)
+{
+    return (uring *)io;
+}
+
+static uint64_t ud_op(const otp__io_op *op, unsigned tag)
+{
+    uintptr_t p = (uintptr_t)op;
+    OTP__IO_ASSERT((p & ~UD_PTR_MASK) == 0);
+    return (uint64_t)p | ((uint64_t)op->priv.gen << 48) | tag;
+}
+
+static otp__io_op *ud_to_op(uint64_t ud)
+{
+    return (otp__io_op *)(uintptr_t)(ud & UD_PTR_MASK);
+}
+
+static void inflight_add(uring *u, otp__io_op *op)
+{
+    op->priv.prev = NULL;
+    op->priv.next = u->inflight;
+    if (u->inflight)
+        u->inflight->priv.prev = op;
+    u->inflight = op;
+    op->priv.state = ST_INFLIGHT;
+}
+
+static void inflight_del(uring *u, otp__io_op *op)
+{
+    if (op->priv.prev)
+        op->priv.prev->priv.next = op->priv.next;
+    else
+        u->inflight = op->priv.next;
+    if (op->priv.next)
+        op->priv.next->priv.prev = op->priv.prev;
+    op->priv.next = op->priv.prev = NULL;
+}
+
+/* Complete an op from user space at the next wait (its result is final). */
+static void local_push(uring *u, otp__io_op *op, int64_t res)
+{
+    op->priv.res = res;
+    op->priv.state = ST_LOCAL;
+    op->priv.next = NULL;
+    if (u->local_tail)
+        u->local_tail->priv.next = op;
+    else
+        u->local = op;
+    u->local_tail = op;
+}
+
+static int enable(uring *u)
+{
+    if (!u->disabled)
+        return 0;
+    /* Enabling binds a SINGLE_ISSUER ring to the calling thread, which is
+     * why it waits for the owner's first kernel entry. (liburing 2.3 declares
+     * io_uring_enable_rings but does not export it.) */
+    int r = io_uring_register(u->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    if (r < 0)
+        return r;
+    u->disabled = false;
+    /* release: a waker that sees true may post MSG_RING to this ring. */
+    atomic_store_explicit(&u->enabled, true, memory_order_release);
+    return 0;
+}
+
+/* Make room for n SQEs, handing the queued ones to the kernel if the SQ is
+ * full. Linked SQEs must be taken together after one reserve, so that no
+ * flush falls between them. */
+static int reserve(uring *u, unsigned n)
+{
+    if (io_uring_sq_space_left(&u->ring) >= n)
+        return 0;
+    int r = enable(u);
+    if (r < 0)
+        return r;
+    r = io_uring_submit(&u->ring);
+    if (r < 0 && r != -EBUSY && r != -EAGAIN)
+        return r;
+    return io_uring_sq_space_left(&u->ring) >= n ? 0 : -EAGAIN;
+}
+
+static struct io_uring_sqe *sqe_get(uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    OTP__IO_ASSERT(sqe); /* reserve() made room */
+    return sqe;
+}
+
+static void arm_wake(uring *u)
+{
+    if (u->wake_armed || u->destroying || reserve(u, 1) < 0)
+        return; /* retried at the next wait */
+    struct io_uring_sqe *sqe = sqe_get(u);
+    io_uring_prep_read(sqe, u->base.wake_fd, &u->wake_buf, sizeof u->wake_buf, 0);
+    sqe->user_data = TAG_WAKE_READ;
+    u->wake_armed = true;
+}
+
+static void prep_accept(uring *u, otp__io_op *op)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (op->priv.flags & OTP__IO_F_MULTISHOT)
+        io_uring_prep_multishot_accept(sqe, op->priv.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, op->priv.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sqe->user_data = ud_op(op, TAG_OP);
+}
+
+/* The SENDMSG for what is left of a send. The caller's iovec array is
+ * const, so a partly sent element goes alone, through the op's own `head`;
+ * whole elements go straight from the caller's array. */
+static void prep_send(uring *u, otp__io_op *op)
+{
+    struct otp__io_send_state *s = &op->priv.u.send;
+    size_t cap = u->base.cfg.send_chunk_max ? u->base.cfg.send_chunk_max : SIZE_MAX;
+    const struct iovec *cur = &s->iov[s->idx];
+    memset(&s->msg, 0, sizeof s->msg);
+    if (s->off > 0 || cur->iov_len > cap) {
+        s->head.iov_base = (char *)cur->iov_base + s->off;
+        s->head.iov_len = cur->iov_len - s->off < cap ? cur->iov_len - s->off : cap;
+        s->msg.msg_iov = &s->head;
+        s->msg.msg_iovlen = 1;
+    } else {
+        int n = 0;
+        size_t bytes = 0;
+        while (s->idx + n < s->iovcnt && n < IOV_MAX && s->iov[s->idx + n].iov_len <= cap - bytes) {
+            bytes += s->iov[s->idx + n].iov_len;
+            n++;
+        }
+        s->msg.msg_iov = (struct iovec *)cur;
+        s->msg.msg_iovlen = (size_t)n;
+    }
+    /* MSG_WAITALL makes the kernel itself retry a short send (5.19+ for
+     * io_uring); our loop in handle_send covers older kernels and caps. */
+    unsigned flags = MSG_NOSIGNAL | (u->base.cfg.send_no_waitall ? 0 : MSG_WAITALL);
+    struct io_uring_sqe *sqe = sqe_get(u);
+    io_uring_prep_sendmsg(sqe, op->priv.fd, &s->msg, flags);
+    sqe->user_data = ud_op(op, TAG_OP);
+}
+
+static int u_accept(otp__io *io, otp__io_op *op)
+{
+    uring *u = U(io);
+    int r = reserve(u, 1);
+    if (r)
+        return r;
+    op->priv.gen++;
+    if (u->multishot_accept)
+        op->priv.flags |= OTP__IO_F_MULTISHOT;
+    prep_accept(u, op);
+    inflight_add(u, op);
+    return 0;
+}
+
+static int u_connect(otp__io *io, otp__io_op *op, const struct sockaddr *sa, socklen_t len,
+                     uint64_t timeout_ms)
+{
+    uring *u = U(io);
+    int r = reserve(u, timeout_ms ? 2 : 1);
+    if (r)
+        return r;
+    struct otp__io_connect_state *c = &op->priv.u.connect;
+    /* Copied: the kernel reads the address when the SQE is submitted, which
+     * is at the next wait, after the caller's sockaddr may be gone. */
+    memcpy(&c->addr, sa, len);
+    c->len = len;
+    c->timeout_res = 0;
+    op->priv.gen++;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    io_uring_prep_connect(sqe, op->priv.fd, (struct sockaddr *)&c->addr, len);
+    sqe->user_data = ud_op(op, TAG_OP);
+    op->priv.cqes = 1;
+    if (timeout_ms) {
+        _Static_assert(sizeof c->ts == sizeof(struct __kernel_timespec), "timespec layout");
+        struct __kernel_timespec *ts = (struct __kernel_timespec *)c->ts;
+        ts->tv_sec = (long long)(timeout_ms / 1000);
+        ts->tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = sqe_get(u);
+        io_uring_prep_link_timeout(sqe, ts, 0);
+        sqe->user_data = ud_op(op, TAG_LINK_TIMEOUT);
+        /* Both CQEs always come; the op is delivered after the second, so
+         * the timeout's CQE never names an op its owner has freed. */
+        op->priv.cqes = 2;
+        op->priv.flags |= OTP__IO_F_TIMEOUT;
+    }
+    inflight_add(u, op);
+    return 0;
+}
+
+static int u_recv(otp__io *io, otp__io_op *op, void *buf, size_t len)
+{
+    uring *u = U(io);
+    int r = reserve(u, 1);
+    if (r)
+        return r;
+    op->priv.gen++;
+    op->priv.u.recv.buf = buf;
+    op->priv.u.recv.len = len;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    io_uring_prep_recv(sqe, op->priv.fd, buf, len > INT_MAX ? INT_MAX : len, 0);
+    sqe->user_data = ud_op(op, TAG_OP);
+    inflight_add(u, op);
+    return 0;
+}
+
+static int u_send(otp__io *io, otp__io_op *op, const struct iovec *iov, int iovcnt, uint64_t total)
+{
+    uring *u = U(io);
+    op->priv.gen++;
+    if (total == 0) {
+        local_push(u, op, 0);
+        return 0;
+    }
+    int r = reserve(u, 1);
+    if (r)
+        return r;
+    prep_send(u, op);
+    inflight_add(u, op);
+    return 0;
+}
+
+static int u_cancel(otp__io *io, otp__io_op *op)
+{
+    uring *u = U(io);
+    if (op->priv.state == ST_LOCAL) {
+        op->priv.flags |= OTP__IO_F_CANCEL; /* its result is final already */
+        return 0;
+    }
+    int r = reserve(u, 1);
+    if (r)
+        return r;
+    op->priv.flags |= OTP__IO_F_CANCEL;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    io_uring_prep_cancel64(sqe, ud_op(op, TAG_OP), 0);
+    sqe->user_data = TAG_IGNORE;
+    if (u->cqe_skip)
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    return 0;
+}
+
+/* Cancel the socket's ops, then close it, both through the ring: an fd
+ * closed under an in-flight request would leave the request holding the
+ * socket open. Marking the ops keeps a short send or an accept re-arm from
+ * resubmitting on a number that may belong to a new socket by then. The walk
+ * is over this shard's in-flight ops: close is rare next to I/O, and it
+ * spares every op an fd table. */
+static int u_close(otp__io *io, otp__sock fd)
+{
+    uring *u = U(io);
+    unsigned n = 0;
+    for (otp__io_op *op = u->inflight; op; op = op->priv.next)
+        if (op->priv.fd == fd) {
+            op->priv.flags |= OTP__IO_F_CANCEL;
+            n++;
+        }
+    struct io_uring_sqe *sqe;
+    if (n && u->cancel_fd) {
+        int r = reserve(u, 2);
+        if (r)
+            return r;
+        sqe = sqe_get(u);
+        io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+        sqe->user_data = TAG_IGNORE;
+        sqe->flags |= IOSQE_IO_HARDLINK; /* close after the cancel, whatever it found */
+    } else if (n) {
+        /* No cancel-by-fd (before 5.19): one cancel each. SQEs are issued in
+         * order, so the close below still comes after all of them. */
+        for (otp__io_op *op = u->inflight; op; op = op->priv.next) {
+            if (op->priv.fd != fd)
+                continue;
+            int r = reserve(u, 1);
+            if (r)
+                return r;
+            sqe = sqe_get(u);
+            io_uring_prep_cancel64(sqe, ud_op(op, TAG_OP), 0);
+            sqe->user_data = TAG_IGNORE;
+        }
+    }
+    if (!(n && u->cancel_fd)) {
+        int r = reserve(u, 1);
+        if (r)
+            return r;
+    }
+    sqe = sqe_get(u);
+    io_uring_prep_close(sqe, fd);
+    sqe->user_data = TAG_IGNORE;
+    return 0;
+}
+
+static int finish(uring *u, otp__io_op *op, int64_t res)
+{
+    inflight_del(u, op);
+    op->priv.state = 0;
+    u->base.stats.completions++;
+    op->done(op, res); /* may resubmit or free op: not touched after this */
+    return 1;
+}
+
+static int handle_accept(uring *u, otp__io_op *op, int32_t res, uint32_t cflags)
+{
+    if (res < 0)
+        return finish(u, op, res);
+    u->base.stats.completions++;
+    op->done(op, res); /* the op stays pending: the caller may not free it */
+    if ((op->priv.flags & OTP__IO_F_MULTISHOT) && (cflags & IORING_CQE_F_MORE))
+        return 1;
+    /* The SQE has ended: single-shot, or a multishot the kernel stopped
+     * (it does when the CQ overflows). Go on unless asked to stop. */
+    if (op->priv.flags & OTP__IO_F_CANCEL)
+        return 1 + finish(u, op, -ECANCELED);
+    int r = reserve(u, 1);
+    if (r < 0)
+        return 1 + finish(u, op, r);
+    prep_accept(u, op);
+    return 1;
+}
+
+static int handle_send(uring *u, otp__io_op *op, int32_t res)
+{
+    struct otp__io_send_state *s = &op->priv.u.send;
+    if (res <= 0)
+        return finish(u, op, res < 0 ? res : -EIO); /* 0 for a non-empty send: never */
+    otp__io_send_advance(op, (size_t)res);
+    if (s->sent == s->total)
+        return finish(u, op, (int64_t)s->total);
+    u->base.stats.short_sends++;
+    if (op->priv.flags & OTP__IO_F_CANCEL)
+        return finish(u, op, -ECANCELED);
+    int r = reserve(u, 1);
+    if (r < 0)
+        return finish(u, op, r);
+    prep_send(u, op);
+    return 0;
+}
+
+static int handle_connect(uring *u, otp__io_op *op, unsigned tag, int32_t res)
+{
+    if (tag == TAG_OP)
+        op->priv.res = res;
+    else
+        op->priv.u.connect.timeout_res = res;
+    if (--op->priv.cqes)
+        return 0;
+    int64_t r = op->priv.res;
+    /* A fired link timeout cancels the connect: report it as what it is. */
+    if (r == -ECANCELED && op->priv.u.connect.timeout_res == -ETIME)
+        r = -ETIMEDOUT;
+    return finish(u, op, r);
+}
+
+/* One CQE; returns the callbacks it made. */
+static int handle(uring *u, uint64_t ud, int32_t res, uint32_t cflags)
+{
+    unsigned tag = (unsigned)(ud & UD_TAG_MASK);
+    if (tag == TAG_WAKE_READ) {
+        u->wake_armed = false;
+        u->base.stats.wakes++;
+        arm_wake(u);
+        return 0;
+    }
+    if (tag == TAG_WAKE_MSG) {
+        u->base.stats.wakes++;
+        return 0;
+    }
+    if (tag != TAG_OP && tag != TAG_LINK_TIMEOUT)
+        return 0; /* TAG_IGNORE, and liburing's own timeout CQEs */
+    otp__io_op *op = ud_to_op(ud);
+    OTP__IO_ASSERT(op->priv.state == ST_INFLIGHT && op->priv.gen == (uint16_t)(ud >> 48));
+    if (op->priv.kind == OTP__IO_K_CONNECT)
+        return handle_connect(u, op, tag, res);
+    switch (op->priv.kind) {
+    case OTP__IO_K_ACCEPT:
+        return handle_accept(u, op, res, cflags);
+    case OTP__IO_K_SEND:
+        return handle_send(u, op, res);
+    default:
+        return finish(u, op, res);
+    }
+}
+
+static int deliver_local(uring *u)
+{
+    /* Detach first: callbacks may queue more, which wait for the next call. */
+    otp__io_op *op = u->local;
+    u->local = u->local_tail = NULL;
+    int n = 0;
+    while (op) {
+        otp__io_op *next = op->priv.next;
+        op->priv.next = NULL;
+        op->priv.state = 0;
+        u->base.stats.completions++;
+        op->done(op, op->priv.res);
+        n++;
+        op = next;
+    }
+    return n;
+}
+
+static int u_wait(otp__io *io, uint64_t timeout_ms)
+{
+    uring *u = U(io);
+    int r = enable(u);
+    if (r < 0)
+        return r;
+    arm_wake(u);
+    bool ready = io_uring_cq_ready(&u->ring) > 0 || u->local;
+    struct io_uring_cqe *cqe;
+    if (ready) {
+        r = io_uring_sq_ready(&u->ring) ? io_uring_submit(&u->ring) : 0;
+    } else if (timeout_ms == 0) {
+        /* Also runs deferred task work, which is what posts CQEs on a
+         * DEFER_TASKRUN ring. */
+        r = io_uring_submit_and_get_events(&u->ring);
+    } else if (timeout_ms == UINT64_MAX) {
+        r = io_uring_submit_and_wait(&u->ring, 1);
+    } else {
+        struct __kernel_timespec ts = {.tv_sec = (long long)(timeout_ms / 1000),
+                                       .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+    }
+    /* ETIME: timed out; EINTR: a signal; EBUSY/EAGAIN: the CQ is backed up
+     * and reaping below is the cure. */
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+        return r;
+    /* Only the CQEs present now: new ones wait for the next call, which
+     * bounds the work one wait does. */
+    int n = 0;
+    for (unsigned avail = io_uring_cq_ready(&u->ring); avail; avail--) {
+        if (io_uring_peek_cqe(&u->ring, &cqe) != 0 || !cqe)
+            break;
+        uint64_t ud = cqe->user_data;
+        int32_t res = cqe->res;
+        uint32_t cflags = cqe->flags;
+        io_uring_cqe_seen(&u->ring, cqe); /* before the callback, which may submit */
+        n += handle(u, ud, res, cflags);
+    }
+    return n + deliver_local(u);
+}
+
+/* MSG_RING from our ring into the target's: one syscall, no eventfd read to
+ * re-arm on the other side, and it could ride along with our own submits. */
+static void u_wake_from(otp__io *self, otp__io *target)
+{
+    uring *u = U(self);
+    if (self->cfg.wake != OTP__IO_WAKE_MSG_RING || !u->msg_ring || target->ops != self->ops ||
+        /* acquire: pairs with enable(); a disabled ring refuses MSG_RING */
+        !atomic_load_explicit(&U(target)->enabled, memory_order_acquire) || enable(u) < 0 ||
+        reserve(u, 1) < 0) {
+        otp__io_wake(target);
+        return;
+    }
+    struct io_uring_sqe *sqe = sqe_get(u);
+    io_uring_prep_msg_ring(sqe, U(target)->ring.ring_fd, 0, TAG_WAKE_MSG, 0);
+    sqe->user_data = TAG_IGNORE;
+    if (u->cqe_skip)
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    if (io_uring_submit(&u->ring) < 0)
+        otp__io_wake(target);
+}
+
+/* Destroy's drain: CQEs are consumed without callbacks; an accepted socket
+ * nobody will see is closed. */
+static void drain_one(uring *u, uint64_t ud, int32_t res, uint32_t cflags)
+{
+    unsigned tag = (unsigned)(ud & UD_TAG_MASK);
+    if (tag == TAG_WAKE_READ) {
+        u->wake_armed = false;
+        return;
+    }
+    if (tag != TAG_OP && tag != TAG_LINK_TIMEOUT)
+        return;
+    otp__io_op *op = ud_to_op(ud);
+    if (op->priv.kind == OTP__IO_K_ACCEPT && res >= 0)
+        close(res);
+    if (op->priv.kind == OTP__IO_K_CONNECT && --op->priv.cqes)
+        return;
+    if (op->priv.kind == OTP__IO_K_ACCEPT && (cflags & IORING_CQE_F_MORE))
+        return;
+    inflight_del(u, op);
+    op->priv.state = 0;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void u_destroy(otp__io *io)
+{
+    uring *u = U(io);
+    u->destroying = true;
+    /* Cancel everything and wait for the kernel to let go of the ops'
+     * memory. Only the owner thread can submit to a SINGLE_ISSUER ring (the
+     * kernel says EEXIST otherwise); if the owner has exited, the kernel
+     * cancelled its requests already. A 1 s bound keeps a stuck request
+     * from hanging shutdown. */
+    if (!u->disabled && (u->inflight || u->wake_armed) && reserve(u, 1) == 0) {
+        struct io_uring_sqe *sqe = sqe_get(u);
+        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+        sqe->user_data = TAG_IGNORE;
+        uint64_t deadline = mono_ms() + 1000;
+        while ((u->inflight || u->wake_armed) && mono_ms() < deadline) {
+            struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000000};
+            struct io_uring_cqe *cqe;
+            int r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+            if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY && r != -EAGAIN)
+                break;
+            while (io_uring_peek_cqe(&u->ring, &cqe) == 0 && cqe) {
+                uint64_t ud = cqe->user_data;
+                int32_t res = cqe->res;
+                uint32_t cflags = cqe->flags;
+                io_uring_cqe_seen(&u->ring, cqe);
+                drain_one(u, ud, res, cflags);
+            }
+        }
+    }
+    io_uring_queue_exit(&u->ring);
+    close(u->base.wake_fd);
+    free(u);
+}
+
+static const otp__io_ops uring_ops = {
+    .name = "io_uring",
+    .destroy = u_destroy,
+    .accept = u_accept,
+    .connect = u_connect,
+    .recv = u_recv,
+    .send = u_send,
+    .cancel = u_cancel,
+    .close = u_close,
+    .wait = u_wait,
+    .wake_from = u_wake_from,
+};
+
+/* Setup flags, best first; a kernel that does not know one says EINVAL.
+ * DEFER_TASKRUN (6.1) runs completion work only when the owner enters the
+ * kernel — no interrupts of a busy shard — and needs SINGLE_ISSUER, which
+ * R_DISABLED lets us bind at the first wait rather than at creation.
+ * COOP_TASKRUN (5.19) is the next best; SUBMIT_ALL (5.18) keeps one bad SQE
+ * from stalling the rest of a batch. */
+static const unsigned setup_tiers[] = {
+    IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+        IORING_SETUP_R_DISABLED,
+    IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+    IORING_SETUP_SUBMIT_ALL,
+    0,
+};
+
+int otp__io_uring_create(otp__io **out, const otp__io_config *cfg)
+{
+    uring *u = calloc(1, sizeof *u);
+    if (!u)
+        return -ENOMEM;
+    u->base.ops = &uring_ops;
+    u->base.cfg = *cfg;
+    u->base.wake_fd = -1;
+    unsigned entries = cfg->entries ? cfg->entries : 256;
+    struct io_uring_params p;
+    int r = -EINVAL;
+    unsigned tier = 0;
+    for (; tier < sizeof setup_tiers / sizeof setup_tiers[0]; tier++) {
+        memset(&p, 0, sizeof p);
+        /* A deep CQ: multishot accepts and many sockets finish in bursts. */
+        p.flags = setup_tiers[tier] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+        p.cq_entries = entries * 8;
+        r = io_uring_queue_init_params(entries, &u->ring, &p);
+        if (r != -EINVAL)
+            break;
+    }
+    if (r < 0) {
+        free(u);
+        return r;
+    }
+    u->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
+    atomic_init(&u->enabled, !u->disabled);
+
+    /* The 5.6 baseline this backend needs; anything less is "refused". */
+    static const struct {
+        int op;
+        const char *name;
+    } need[] = {{IORING_OP_READ, "read"},
+                {IORING_OP_RECV, "recv"},
+                {IORING_OP_SENDMSG, "sendmsg"},
+                {IORING_OP_ACCEPT, "accept"},
+                {IORING_OP_CONNECT, "connect"},
+                {IORING_OP_ASYNC_CANCEL, "async_cancel"},
+                {IORING_OP_LINK_TIMEOUT, "link_timeout"},
+                {IORING_OP_CLOSE, "close"}};
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+    r = probe ? 0 : -ENOSYS;
+    for (size_t i = 0; probe && i < sizeof need / sizeof need[0]; i++)
+        if (!io_uring_opcode_supported(probe, need[i].op))
+            r = -ENOSYS;
+    if (r == 0 && !(p.features & IORING_FEAT_NODROP))
+        r = -ENOSYS; /* a dropped CQE would be a lost completion */
+    if (r < 0) {
+        if (probe)
+            io_uring_free_probe(probe);
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return r;
+    }
+    /* No probe bit says "multishot accept" or "cancel by fd"; both came in
+     * 5.19 with IORING_OP_SOCKET, whose bit does show. */
+    bool v5_19 = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
+    u->multishot_accept = v5_19;
+    u->cancel_fd = v5_19;
+    u->msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+    u->cqe_skip = (p.features & IORING_FEAT_CQE_SKIP) != 0;
+    io_uring_free_probe(probe);
+
+    /* Blocking on purpose: io_uring completes a read of an O_NONBLOCK file
+     * with -EAGAIN instead of waiting for it on older kernels. */
+    u->base.wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (u->base.wake_fd < 0) {
+        r = -errno;
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return r;
+    }
+    arm_wake(u);
+    snprintf(u->base.features, sizeof u->base.features, "%s%s%s%s%s%s%s",
+             tier == 0   ? "defer_taskrun single_issuer"
+             : tier == 1 ? "coop_taskrun"
+                         : "plain_taskrun",
+             u->multishot_accept ? " multishot_accept" : "", u->cancel_fd ? " cancel_fd" : "",
+             u->msg_ring ? " msg_ring" : "", u->cqe_skip ? " cqe_skip" : "",
+             (p.features & IORING_FEAT_EXT_ARG) ? " ext_arg" : "", tier <= 2 ? " submit_all" : "");
+    *out = &u->base;
+    return 0;
+}
