@@ -13,13 +13,6 @@
 #define BLOCK_MIN 4096u
 #define BLOCK_MAX (1u << 20)
 
-struct otp__block {
-    struct otp__block *next;
-    size_t size; /* usable bytes after the header */
-    uint8_t *base;
-    /* 8-byte aligned payload follows */
-};
-
 static size_t block_header(void)
 {
     return (sizeof(struct otp__block) + 7) & ~(size_t)7;
@@ -157,4 +150,19 @@ void otp__refc_release(otp__refc *r)
      * data completed before it frees the block. */
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
         free(r);
+}
+
+void otp__arena_adopt_block(otp_arena *a, struct otp__block *b)
+{
+    /* Behind the current block, so the bump space in use stays in use; an
+     * empty arena takes it as its first block (a reset will then reuse the
+     * message's memory for new terms). */
+    a->bytes += b->size;
+    if (a->blocks) {
+        b->next = a->blocks->next;
+        a->blocks->next = b;
+    } else {
+        b->next = NULL;
+        a->blocks = b;
+    }
 }

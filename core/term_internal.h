@@ -245,6 +245,18 @@ void otp__refc_release(otp__refc *r);
 
 /* Allocates n words in the arena (NULL on OOM). Inline fast path. */
 void *otp__arena_alloc_slow(otp_arena *a, size_t bytes);
+/* A block of an arena: malloc'd memory whose usable bytes start at base.
+ * Blocks made elsewhere (a message's storage) can be adopted whole. */
+struct otp__block {
+    struct otp__block *next;
+    size_t size; /* usable bytes at base */
+    uint8_t *base;
+};
+
+/* Hands the malloc'd block b (with its terms) to arena a, which frees it on
+ * free (and may reuse its memory after a reset). */
+void otp__arena_adopt_block(otp_arena *a, struct otp__block *b);
+
 struct otp_arena {
     uint8_t *top; /* next free byte in the current block */
     uint8_t *end; /* end of the current block */

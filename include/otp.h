@@ -7,5 +7,7 @@
 #include "otp/etf.h"
 #include "otp/text.h"
 #include "otp/struct.h"
+#include "otp/runtime.h"
+#include "otp/gen_server.h"
 
 #endif

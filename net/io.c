@@ -214,3 +214,8 @@ void otp__io_send_advance(otp__io_op *op, size_t n)
     op->priv.u.send.idx = idx;
     op->priv.u.send.off = off;
 }
+
+int otp__io_pollfd(otp__io *io)
+{
+    return io->ops->pollfd ? io->ops->pollfd(io) : io->wake_fd;
+}

@@ -221,6 +221,12 @@ int otp__io_close(otp__io *io, otp__sock fd);
  * only; not from a callback. */
 int otp__io_wait(otp__io *io, uint64_t timeout_ms);
 
+/* A descriptor a host event loop can poll for readability: it is readable
+ * when otp__io_wait would find work (epoll: the epoll fd; io_uring: the
+ * ring's fd, which needs no deferred task work to be reliable — embedded
+ * shards therefore use epoll). */
+int otp__io_pollfd(otp__io *io);
+
 /* Any thread: the target's current or next otp__io_wait returns promptly.
  * Wakes are never lost and may coalesce. Async-signal-safe. Costs a write(2)
  * every time; skipping it when the target is busy is the caller's business. */

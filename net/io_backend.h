@@ -30,6 +30,8 @@ typedef struct otp__io_ops {
     int (*wait)(otp__io *io, uint64_t timeout_ms);
     /* NULL: otp__io_wake_from is a plain otp__io_wake. */
     void (*wake_from)(otp__io *self, otp__io *target);
+    /* A descriptor that polls readable when wait has something to do. */
+    int (*pollfd)(otp__io *io);
 } otp__io_ops;
 
 struct otp__io {

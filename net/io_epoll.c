@@ -555,6 +555,11 @@ static void e_destroy(otp__io *io)
     free(e);
 }
 
+static int e_pollfd(otp__io *io)
+{
+    return ((ep *)io)->epfd;
+}
+
 static const otp__io_ops epoll_ops = {
     .name = "epoll",
     .destroy = e_destroy,
@@ -566,6 +571,7 @@ static const otp__io_ops epoll_ops = {
     .close = e_close,
     .wait = e_wait,
     .wake_from = NULL,
+    .pollfd = e_pollfd,
 };
 
 int otp__io_epoll_create(otp__io **out, const otp__io_config *cfg)

@@ -576,6 +576,11 @@ static void u_destroy(otp__io *io)
     free(u);
 }
 
+static int u_pollfd(otp__io *io)
+{
+    return U(io)->ring.ring_fd;
+}
+
 static const otp__io_ops uring_ops = {
     .name = "io_uring",
     .destroy = u_destroy,
@@ -587,6 +592,7 @@ static const otp__io_ops uring_ops = {
     .close = u_close,
     .wait = u_wait,
     .wake_from = u_wake_from,
+    .pollfd = u_pollfd,
 };
 
 /* Setup flags, best first; a kernel that does not know one says EINVAL.

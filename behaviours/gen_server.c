@@ -1,0 +1,499 @@
+/* gen_server.c — the GenServer behaviour on top of the process runtime.
+ *
+ * A server is a process with a behaviour hook: when it has mail, the shard
+ * lends it a worker task and gs_run takes messages one by one, decodes the
+ * gen_server protocol and calls the user's callbacks. Between messages the
+ * server has no stack and its arena goes back to the shard. Starting waits
+ * for init (gen_server:start semantics); calls use a monitor and a reply
+ * ref, and only look at messages that arrived after the request.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "otp/gen_server.h"
+#include "rt.h"
+
+#define GS_BUDGET 64 /* messages per turn before the server lets others run */
+
+static otp_term a_gen_call, a_gen_cast, a_system, a_terminate, a_exit, a_undef, a_ok, a_alias,
+    a_normal, a_shutdown;
+
+static void gs_atoms(void)
+{
+    if (a_gen_call)
+        return;
+    a_gen_call = otp_atom("$gen_call");
+    a_gen_cast = otp_atom("$gen_cast");
+    a_system = otp_atom("system");
+    a_terminate = otp_atom("terminate");
+    a_exit = otp_atom("EXIT");
+    a_undef = otp_atom("undef");
+    a_ok = otp_atom("ok");
+    a_alias = otp_atom("alias");
+    a_normal = OTP_ATOM_NORMAL;
+    a_shutdown = otp_atom("shutdown");
+}
+
+/* Who waits for init. */
+typedef struct gs_start {
+    int rc;
+    otp__sig *reason; /* init's stop reason, a copy */
+    otp__waiter *thread;
+    otp_term waiter;
+    _Atomic int done;
+} gs_start;
+
+typedef struct gs {
+    const otp_gen_server_ops *ops;
+    void *state;
+    otp__sig *args; /* init's argument, until init */
+    gs_start *start;
+    otp_term parent; /* start_link: the linked starter */
+    bool inited;
+    bool shutdown; /* the runtime is stopping: terminate(shutdown) next */
+} gs;
+
+static void gs_free(otp_proc *p)
+{
+    gs *g = p->beh_data;
+    if (!g)
+        return;
+    if (g->args)
+        otp__sig_free(g->args);
+    free(g);
+    p->beh_data = NULL;
+}
+
+static void gs_shutdown(otp_proc *p)
+{
+    gs *g = p->beh_data;
+    if (p->task) {
+        /* Blocked inside a callback: it cannot be asked to terminate. */
+        otp__proc_terminate(p, a_shutdown);
+        return;
+    }
+    g->shutdown = true;
+    if (p->state == OTP__P_IDLE || p->state == OTP__P_WAITING)
+        otp__make_runnable(p);
+}
+
+static void gs_run(otp_proc *p);
+static const otp__behaviour gs_behaviour = {gs_run, gs_free, gs_shutdown};
+
+/* Tells the starter how init went (from the server's shard). */
+static void start_done(otp_proc *p, gs *g, int rc, otp_term reason)
+{
+    gs_start *st = g->start;
+    g->start = NULL;
+    if (!st)
+        return;
+    st->rc = rc;
+    if (reason != OTP_NONE)
+        st->reason = otp__sig_new(OTP__SIG_MSG, 0, OTP_NONE, reason, OTP_NONE, OTP_NONE);
+    otp__waiter *w = st->thread;
+    otp_term waiter = st->waiter;
+    /* release: the starter reads st after it sees done */
+    atomic_store_explicit(&st->done, 1, memory_order_release);
+    if (w)
+        otp__waiter_signal(w);
+    else
+        otp__wake(p->sh, waiter);
+}
+
+/* Ends the server: terminate (if any), then exit. */
+static _Noreturn void gs_exit(otp_proc *p, gs *g, otp_term reason)
+{
+    if (g->ops->terminate && g->inited)
+        g->ops->terminate(p, reason, g->state);
+    otp__proc_exit_self(p, reason);
+}
+
+static bool from_parts(otp_term from_term, otp_from *f)
+{
+    /* {Pid, Tag}; Tag is a ref or [alias | Ref] */
+    if (otp_tuple_arity(from_term) != 2)
+        return false;
+    otp_term pid = otp_tuple_get(from_term, 0), tag = otp_tuple_get(from_term, 1);
+    memset(f, 0, sizeof *f);
+    if (otp_is_cons(tag) && otp_head(tag) == a_alias) {
+        f->alias = true;
+        tag = otp_tail(tag);
+    }
+    size_t n;
+    if (otp_pid_parts(pid, &f->pid_node, &f->pid_id, &f->pid_serial, &f->pid_creation) < 0 ||
+        otp_ref_parts(tag, &f->ref_node, &f->ref_creation, f->ref_words, &n) < 0)
+        return false;
+    f->ref_nwords = (uint8_t)n;
+    return true;
+}
+
+int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
+{
+    if (!self || !from)
+        return -OTP_EBADARG;
+    otp_runtime *rt = self->sh->rt;
+    otp_arena *a = otp_proc_arena(self);
+    otp_term pid = otp_pid(a, from->pid_node, from->pid_id, from->pid_serial, from->pid_creation);
+    otp_term ref =
+        otp_ref(a, from->ref_node, from->ref_creation, from->ref_words, from->ref_nwords);
+    otp_term to = otp__local_pid(rt, pid);
+    if (!to)
+        return -OTP_EBADARG; /* remote callers: the distribution layer */
+    otp_term tag = from->alias ? otp_cons(a, a_alias, ref) : ref;
+    return otp__reply(self, to, OTP_TUPLE(a, tag, reply), ref);
+}
+
+static void handle_ret(otp_proc *p, gs *g, otp_gs_ret r, const otp_from *from)
+{
+    switch (r.action) {
+    case OTP_GS_REPLY:
+        if (from)
+            otp_gen_server_reply(p, from, r.reply);
+        return;
+    case OTP_GS_NOREPLY:
+        return;
+    case OTP_GS_STOP:
+        if (from && r.reply && r.reply != OTP_NONE)
+            otp_gen_server_reply(p, from, r.reply);
+        gs_exit(p, g, r.reason ? r.reason : a_normal);
+    }
+}
+
+static void gs_init(otp_proc *p, gs *g)
+{
+    otp_term args = OTP_NIL, reason = OTP_NONE;
+    if (g->args) {
+        args = g->args->a;
+        otp__sig_adopt(g->args, otp_proc_arena(p));
+        g->args = NULL;
+    }
+    void *state = NULL;
+    int v = g->ops->init(p, args, &state, &reason);
+    g->state = state;
+    p->arg = state;
+    if (v == OTP_GS_INIT_OK) {
+        g->inited = true;
+        start_done(p, g, 0, OTP_NONE);
+        return;
+    }
+    if (v == OTP_GS_INIT_IGNORE) {
+        start_done(p, g, 1, OTP_NONE);
+        otp__proc_exit_self(p, a_normal);
+    }
+    if (reason == OTP_NONE)
+        reason = a_normal;
+    start_done(p, g, -OTP_EEXIT, reason);
+    otp__proc_exit_self(p, reason);
+}
+
+static void gs_dispatch(otp_proc *p, gs *g, otp_term msg)
+{
+    const otp_gen_server_ops *ops = g->ops;
+    size_t ar = otp_tuple_arity(msg);
+    otp_term tag = ar ? otp_tuple_get(msg, 0) : OTP_NONE;
+    if (ar == 3 && tag == a_gen_call) {
+        otp_from from;
+        if (!from_parts(otp_tuple_get(msg, 1), &from))
+            goto info; /* not a well-formed call: an ordinary message */
+        if (!ops->handle_call)
+            gs_exit(p, g, a_undef);
+        handle_ret(p, g, ops->handle_call(p, otp_tuple_get(msg, 2), &from, g->state), &from);
+        return;
+    }
+    if (ar == 2 && tag == a_gen_cast) {
+        if (!ops->handle_cast)
+            gs_exit(p, g, a_undef);
+        handle_ret(p, g, ops->handle_cast(p, otp_tuple_get(msg, 1), g->state), NULL);
+        return;
+    }
+    if (ar == 3 && tag == a_system) {
+        otp_term req = otp_tuple_get(msg, 2);
+        if (otp_tuple_arity(req) == 2 && otp_tuple_get(req, 0) == a_terminate) {
+            otp_from from;
+            otp_term reason = otp_tuple_get(req, 1);
+            if (from_parts(otp_tuple_get(msg, 1), &from)) {
+                /* sys:terminate is answered ok once terminate has run */
+                if (ops->terminate)
+                    ops->terminate(p, reason, g->state);
+                otp_gen_server_reply(p, &from, a_ok);
+                otp__proc_exit_self(p, reason);
+            }
+            gs_exit(p, g, reason);
+        }
+        return; /* other system messages (sys:get_state...) are not served yet */
+    }
+    if (ar == 3 && tag == a_exit && p->trap_exit && g->parent &&
+        otp__local_pid(p->sh->rt, otp_tuple_get(msg, 1)) == g->parent) {
+        /* The parent died: terminate with its reason, as gen_server does. */
+        gs_exit(p, g, otp_tuple_get(msg, 2));
+    }
+info:
+    if (ops->handle_info)
+        handle_ret(p, g, ops->handle_info(p, msg, g->state), NULL);
+}
+
+static void gs_run(otp_proc *p)
+{
+    gs *g = p->beh_data;
+    if (!g->inited) {
+        gs_init(p, g);
+        otp__proc_arena_release(p);
+    }
+    for (int i = 0; i < GS_BUDGET; i++) {
+        if (g->shutdown)
+            gs_exit(p, g, a_shutdown);
+        otp_term msg;
+        if (otp__take(p, NULL, &msg) < 0)
+            break;
+        gs_dispatch(p, g, msg);
+        otp__proc_arena_release(p);
+    }
+}
+
+/* ------------------------------------------------------------------ start */
+
+int otp_gen_server_start(otp_runtime *rt, otp_proc *caller, const otp_gen_server_ops *ops,
+                         otp_term args, const otp_gen_server_opts *opts, otp_term *pid,
+                         otp_term *reason)
+{
+    gs_atoms();
+    if (!rt || !ops || !ops->init)
+        return -OTP_EBADARG;
+    otp__shard *here = otp__this_shard();
+    if (caller && (!here || here->current != caller))
+        return -OTP_ECONTEXT;
+    if (!caller && here && here->rt == rt)
+        return -OTP_ECONTEXT; /* the shard loop itself cannot wait for init */
+    gs *g = calloc(1, sizeof *g);
+    if (!g)
+        return -OTP_ENOMEM;
+    g->ops = ops;
+    if (args != OTP_NIL && args != OTP_NONE) {
+        g->args = otp__sig_new(OTP__SIG_MSG, 0, OTP_NONE, args, OTP_NONE, OTP_NONE);
+        if (!g->args) {
+            free(g);
+            return -OTP_ENOMEM;
+        }
+    }
+    gs_start st = {0};
+    otp__waiter w;
+    if (!caller) {
+        otp__waiter_init(&w);
+        st.thread = &w;
+    } else {
+        st.waiter = caller->pid;
+    }
+    g->start = &st;
+    otp__spawn_req rq = {.beh = &gs_behaviour, .beh_data = g};
+    rq.opts.shard = opts ? opts->shard : OTP_SHARD_ANY;
+    rq.opts.link = opts && opts->link;
+    rq.opts.trap_exit = opts && opts->trap_exit;
+    rq.opts.name = opts ? opts->name : 0;
+    if (rq.opts.link && caller)
+        g->parent = caller->pid;
+    otp_term child;
+    int rc = otp__spawn(rt, caller, &rq, &child, NULL);
+    if (rc < 0) {
+        gs_free(&(otp_proc){.beh_data = g});
+        if (!caller)
+            otp__waiter_destroy(&w);
+        return rc;
+    }
+    /* Wait for init. */
+    if (!caller) {
+        otp__waiter_wait(&w);
+        otp__waiter_destroy(&w);
+    } else {
+        /* acquire: pairs with start_done's release */
+        while (!atomic_load_explicit(&st.done, memory_order_acquire))
+            otp__suspend(caller, OTP__P_WAITING);
+    }
+    if (st.reason) {
+        if (reason)
+            *reason = caller ? otp_copy(otp_proc_arena(caller), st.reason->a)
+                             : (otp_is_atom(st.reason->a) ? st.reason->a : OTP_NONE);
+        otp__sig_free(st.reason);
+    }
+    if (pid)
+        *pid = st.rc == 0 ? child : OTP_NONE;
+    return st.rc;
+}
+
+/* ------------------------------------------------------------ call, cast */
+
+static int resolve_server(otp_runtime *rt, otp_arena *a, otp_term server, otp_term *to,
+                          otp_term *named)
+{
+    if (otp_is_atom(server)) {
+        otp_term pid = otp_whereis(rt, server);
+        if (pid == OTP_NONE)
+            return -OTP_ENOPROC;
+        *to = pid;
+        *named = OTP_TUPLE(a, server, rt->node);
+        return 0;
+    }
+    *to = otp__local_pid(rt, server);
+    *named = *to;
+    return *to ? 0 : -OTP_EBADARG;
+}
+
+int otp_gen_server_call(otp_proc *self, otp_term server, otp_term request, uint64_t timeout_ms,
+                        otp_term *reply)
+{
+    gs_atoms();
+    otp__shard *sh = otp__this_shard();
+    if (!self || sh != self->sh || sh->current != self)
+        return -OTP_ECONTEXT;
+    otp_runtime *rt = sh->rt;
+    otp_arena *a = otp_proc_arena(self);
+    otp_term to, named;
+    int rc = resolve_server(rt, a, server, &to, &named);
+    if (rc < 0)
+        return rc;
+    if (to == self->pid)
+        return -OTP_EBADARG; /* calling oneself deadlocks (Erlang: exit calling_self) */
+    uint64_t id = otp__ref_new(sh);
+    otp_term ref = otp__ref_term(rt, a, id);
+    otp_term msg = OTP_TUPLE(a, a_gen_call, OTP_TUPLE(a, self->pid, ref), request);
+    otp_term out = OTP_NONE;
+    rc = otp__call(self, to, named, msg, id, timeout_ms, &out);
+    if (reply)
+        *reply = out;
+    return rc;
+}
+
+int otp_gen_server_cast(otp_proc *self, otp_term server, otp_term msg)
+{
+    gs_atoms();
+    otp__shard *sh = otp__this_shard();
+    if (!self || sh != self->sh)
+        return -OTP_ECONTEXT;
+    otp_arena *a = otp_proc_arena(self);
+    return otp__send_from(sh, self, server, OTP_TUPLE(a, a_gen_cast, msg), OTP__SIG_MSG, OTP_NONE);
+}
+
+int otp_gen_server_stop(otp_proc *self, otp_term server, otp_term reason, uint64_t timeout_ms)
+{
+    gs_atoms();
+    otp__shard *sh = otp__this_shard();
+    if (!self || sh != self->sh || sh->current != self)
+        return -OTP_ECONTEXT;
+    otp_runtime *rt = sh->rt;
+    otp_arena *a = otp_proc_arena(self);
+    otp_term to, named;
+    int rc = resolve_server(rt, a, server, &to, &named);
+    if (rc < 0)
+        return rc;
+    /* proc_lib:stop: a system terminate request answered by ok, and the
+     * monitor tells us it is gone. */
+    otp_term mref;
+    if ((rc = otp_monitor(self, to, &mref)) < 0)
+        return rc;
+    otp_term out;
+    uint64_t id = otp__ref_new(sh);
+    otp_term ref = otp__ref_term(rt, a, id);
+    otp_term msg =
+        OTP_TUPLE(a, a_system, OTP_TUPLE(a, self->pid, ref), OTP_TUPLE(a, a_terminate, reason));
+    rc = otp__call(self, to, named, msg, id, timeout_ms, &out);
+    if (rc == -OTP_EEXIT)
+        rc = 0; /* gone before answering: stopped all the same */
+    if (rc == 0) {
+        /* wait for the DOWN, so the server is gone when we return */
+        otp_term down;
+        struct {
+            otp_term ref;
+        } c = {mref};
+        extern bool otp__match_down(otp_term msg, void *ctx);
+        if (otp_receive(self, otp__match_down, &c, timeout_ms, &down) < 0)
+            rc = -OTP_ETIMEDOUT;
+    } else {
+        otp_demonitor(self, mref, OTP_DEMONITOR_FLUSH);
+    }
+    return rc;
+}
+
+bool otp__match_down(otp_term msg, void *ctx);
+bool otp__match_down(otp_term msg, void *ctx)
+{
+    otp_term ref = *(otp_term *)ctx;
+    return otp_tuple_arity(msg) == 5 && otp_tuple_get(msg, 0) == otp_atom("DOWN") &&
+           otp_exact_eq(otp_tuple_get(msg, 1), ref);
+}
+
+/* --------------------------------------------------- from outside threads */
+
+typedef struct thread_call {
+    otp_term server, request, reason;
+    uint64_t timeout_ms;
+    otp_arena *out_arena;
+    otp_term reply;
+    int rc;
+    int kind; /* 0 call, 1 stop */
+    otp__waiter w;
+} thread_call;
+
+static void proxy_main(otp_proc *self, void *arg)
+{
+    thread_call *tc = arg;
+    otp_term reply = OTP_NONE;
+    if (tc->kind == 0) {
+        tc->rc = otp_gen_server_call(self, tc->server, tc->request, tc->timeout_ms, &reply);
+        if (reply != OTP_NONE && tc->out_arena)
+            tc->reply = otp_copy(tc->out_arena, reply);
+    } else {
+        tc->rc = otp_gen_server_stop(self, tc->server, tc->reason, tc->timeout_ms);
+    }
+    otp__waiter_signal(&tc->w);
+}
+
+static int thread_op(otp_runtime *rt, thread_call *tc)
+{
+    otp__shard *here = otp__this_shard();
+    if (here && here->rt == rt)
+        return -OTP_ECONTEXT; /* a process uses otp_gen_server_call */
+    /* The proxy runs on the server's shard when we know it: no hop. */
+    otp_spawn_opts o = {.shard = OTP_SHARD_NEXT};
+    otp_term to =
+        otp_is_atom(tc->server) ? otp_whereis(rt, tc->server) : otp__local_pid(rt, tc->server);
+    if (to && to != OTP_NONE)
+        o.shard = (int)otp__pid_shard(to);
+    otp__waiter_init(&tc->w);
+    int rc = otp_spawn(rt, NULL, proxy_main, tc, &o, NULL, NULL);
+    if (rc == 0)
+        otp__waiter_wait(&tc->w);
+    otp__waiter_destroy(&tc->w);
+    return rc < 0 ? rc : tc->rc;
+}
+
+int otp_runtime_call(otp_runtime *rt, otp_term server, otp_term request, uint64_t timeout_ms,
+                     otp_arena *a, otp_term *reply)
+{
+    gs_atoms();
+    thread_call tc = {.server = server,
+                      .request = request,
+                      .timeout_ms = timeout_ms,
+                      .out_arena = a,
+                      .reply = OTP_NONE};
+    int rc = thread_op(rt, &tc);
+    if (reply)
+        *reply = tc.reply;
+    return rc;
+}
+
+int otp_runtime_cast(otp_runtime *rt, otp_term server, otp_term msg)
+{
+    gs_atoms();
+    otp_arena *a = otp_arena_new();
+    if (!a)
+        return -OTP_ENOMEM;
+    int rc = otp_runtime_send(rt, server, OTP_TUPLE(a, a_gen_cast, msg));
+    otp_arena_free(a);
+    return rc;
+}
+
+int otp_runtime_stop_server(otp_runtime *rt, otp_term server, otp_term reason, uint64_t timeout_ms)
+{
+    gs_atoms();
+    thread_call tc = {.server = server, .reason = reason, .timeout_ms = timeout_ms, .kind = 1};
+    return thread_op(rt, &tc);
+}

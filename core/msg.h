@@ -1,0 +1,117 @@
+/* msg.h — signals between processes: messages, exits, links, monitors, and
+ * the runtime's own requests. A signal is one malloc'd block holding its
+ * envelope and a private copy of its terms, so it can cross shards and be
+ * handed whole to the receiver's arena without a second copy.
+ */
+#ifndef OTP_CORE_MSG_H
+#define OTP_CORE_MSG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "term_internal.h"
+
+typedef enum otp__sig_kind {
+    OTP__SIG_MSG = 1,   /* a: the message */
+    OTP__SIG_EXIT,      /* a: reason; flags: OTP__SIGF_LINK when from a link */
+    OTP__SIG_LINK,      /* from wants a link with to */
+    OTP__SIG_UNLINK,    /* from removed its link with to */
+    OTP__SIG_MONITOR,   /* a: ref; b: what the DOWN names (pid or {Name, Node}) */
+    OTP__SIG_DEMONITOR, /* a: ref */
+    OTP__SIG_DOWN,      /* a: ref; b: what it names; c: reason */
+    OTP__SIG_REPLY,     /* a: the message {Tag, Reply}; b: the alias (ref) it is for */
+    OTP__SIG_REGISTER,  /* a: name; ptr: a waiter (register of another shard's pid) */
+    OTP__SIG_INFO,      /* ptr: a waiter with an otp_proc_info to fill */
+    OTP__SIG_SPAWN,     /* ptr: a spawn request to run on the target shard */
+    OTP__SIG_RUN,       /* ptr: a function to run on the target shard (stop, calls from threads) */
+    OTP__SIG_WAKE,      /* the target waits on something a shard finished for it */
+} otp__sig_kind;
+
+enum {
+    OTP__SIGF_LINK = 1,    /* EXIT: caused by a link (reason kill is then trappable) */
+    OTP__SIGF_MONITOR = 2, /* MSG: a call; the target also monitors-back (ref id in ptr) */
+    OTP__SIGF_DEMON = 4,   /* REPLY: the server dropped its end of the call's monitor */
+    OTP__SIGF_DOWN = 8,    /* MSG: a 'DOWN' message; ptr holds its ref id */
+};
+
+typedef struct otp__sig {
+    struct otp__block blk; /* first: how the receiver's arena adopts the block */
+    struct otp__sig *next; /* queue, ring batch or mailbox order */
+    uint8_t kind;
+    uint8_t flags;
+    uint16_t nrefcs;
+    uint32_t data_size;
+    otp_term to;   /* the target: a local pid, or a name atom before it is resolved */
+    otp_term from; /* the sender's pid (or OTP_NONE) */
+    otp_term a, b, c;
+    void *ptr;
+    otp__refc **refcs; /* shared binaries the terms point to: one reference each */
+    uint64_t data[];   /* the terms */
+} otp__sig;
+
+/* A signal with copies of up to three terms (OTP_NONE for unused ones, and
+ * immediates cost nothing). NULL when out of memory. The caller owns it
+ * until it hands it on (a queue, a ring) or frees it with otp__sig_free. */
+otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, otp_term b,
+                       otp_term c);
+
+/* Frees a signal that was not adopted, dropping its binary references. */
+void otp__sig_free(otp__sig *s);
+
+/* Hands the signal's memory and references to arena `a`: its terms then
+ * live exactly as long as a's other terms. The envelope is gone after it. */
+void otp__sig_adopt(otp__sig *s, otp_arena *a);
+
+/* A FIFO of signals: no allocation, O(1) push and pop. */
+typedef struct otp__sigq {
+    otp__sig *head;
+    otp__sig **tail;
+    size_t len;
+} otp__sigq;
+
+static inline void otp__sigq_init(otp__sigq *q)
+{
+    q->head = NULL;
+    q->tail = &q->head;
+    q->len = 0;
+}
+static inline void otp__sigq_push(otp__sigq *q, otp__sig *s)
+{
+    s->next = NULL;
+    *q->tail = s;
+    q->tail = &s->next;
+    q->len++;
+}
+static inline otp__sig *otp__sigq_pop(otp__sigq *q)
+{
+    otp__sig *s = q->head;
+    if (s) {
+        q->head = s->next;
+        if (!q->head)
+            q->tail = &q->head;
+        q->len--;
+    }
+    return s;
+}
+/* Removes the signal *pp points at (pp: &q->head or &prev->next). */
+static inline otp__sig *otp__sigq_unlink(otp__sigq *q, otp__sig **pp)
+{
+    otp__sig *s = *pp;
+    *pp = s->next;
+    if (q->tail == &s->next)
+        q->tail = pp;
+    q->len--;
+    return s;
+}
+/* Appends all of src to q; src is left empty. */
+static inline void otp__sigq_splice(otp__sigq *q, otp__sigq *src)
+{
+    if (!src->head)
+        return;
+    *q->tail = src->head;
+    q->tail = src->tail;
+    q->len += src->len;
+    otp__sigq_init(src);
+}
+
+#endif

@@ -1,0 +1,1119 @@
+/* proc.c — processes: their table on each shard, the signals they exchange
+ * (messages, exits, links, monitors) with Erlang's semantics, mailboxes and
+ * selective receive, timers, and the public process API.
+ *
+ * Every signal is handled on the target's shard, in arrival order, by
+ * otp__deliver. Between one sender and one receiver the order is the send
+ * order: both travel the same path (the shard's local queue, or one SPSC
+ * ring), which is what Erlang guarantees and no more.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "rt.h"
+
+static otp_term atom_exit, atom_down, atom_process, atom_noproc, atom_killed, atom_kill,
+    atom_shutdown;
+
+static void atoms_init(void)
+{
+    if (atom_exit)
+        return;
+    atom_exit = otp_atom("EXIT");
+    atom_down = otp_atom("DOWN");
+    atom_process = otp_atom("process");
+    atom_noproc = otp_atom("noproc");
+    atom_killed = otp_atom("killed");
+    atom_kill = otp_atom("kill");
+    atom_shutdown = otp_atom("shutdown");
+}
+
+/* ------------------------------------------------------------- refs */
+
+uint64_t otp__ref_new(otp__shard *sh)
+{
+    return (++sh->next_ref << OTP__SHARD_BITS) | sh->index;
+}
+
+/* Three words like the BEAM's own refs: the first holds 18 bits, as a BEAM
+ * expects of refs it did not make; the third carries a marker so that refs
+ * we did not make are never mistaken for ours. */
+otp_term otp__ref_term(otp_runtime *rt, otp_arena *a, uint64_t id)
+{
+    uint32_t w[3] = {(uint32_t)(id & 0x3ffff), (uint32_t)(id >> 18),
+                     (uint32_t)(id >> 50) | (0x6c6fu << 16)};
+    return otp_ref(a, rt->node, rt->creation, w, 3);
+}
+
+uint64_t otp__ref_id(otp_runtime *rt, otp_term ref)
+{
+    otp_term node;
+    uint32_t creation, w[5];
+    size_t n;
+    if (otp_ref_parts(ref, &node, &creation, w, &n) < 0 || n != 3 || node != rt->node ||
+        creation != rt->creation || (w[2] >> 16) != 0x6c6fu || w[0] > 0x3ffff)
+        return 0;
+    return (uint64_t)w[0] | (uint64_t)w[1] << 18 | (uint64_t)(w[2] & 0x3fff) << 50;
+}
+
+otp_term otp__local_pid(otp_runtime *rt, otp_term t)
+{
+    if (otp__is_lpid(t))
+        return otp__lpid_slot(t) == rt->node_slot ? t : 0;
+    otp__pidv v;
+    if (!otp_is_pid(t))
+        return 0;
+    otp__pid_view(t, &v);
+    if (v.node != rt->node || v.creation != rt->creation || v.serial > OTP__LPID_SERIAL_MAX)
+        return 0;
+    return otp__mk_lpid(rt->node_slot, v.id, v.serial);
+}
+
+/* -------------------------------------------------------- the table */
+
+otp_proc *otp__proc_lookup(otp__shard *sh, otp_term pid)
+{
+    if (!otp__is_lpid(pid) || otp__pid_shard(pid) != sh->index)
+        return NULL;
+    uint32_t slot = otp__pid_slot(pid);
+    if (slot >= sh->nslots)
+        return NULL;
+    otp_proc *p = sh->procs[slot];
+    return p && p->pid == pid ? p : NULL;
+}
+
+otp_proc *otp__proc_new(otp__shard *sh)
+{
+    atoms_init();
+    uint32_t slot;
+    if (sh->nfree) {
+        slot = sh->free_slots[--sh->nfree];
+    } else {
+        if (sh->nslots == sh->capslots) {
+            uint32_t cap = sh->capslots ? sh->capslots * 2 : 256;
+            if (cap > OTP__MAX_SLOTS)
+                return NULL;
+            otp_proc **np = realloc(sh->procs, cap * sizeof *np);
+            if (!np)
+                return NULL;
+            sh->procs = np;
+            uint32_t *ns = realloc(sh->serials, cap * sizeof *ns);
+            if (!ns)
+                return NULL;
+            sh->serials = ns;
+            uint32_t *nf = realloc(sh->free_slots, cap * sizeof *nf);
+            if (!nf)
+                return NULL;
+            sh->free_slots = nf;
+            sh->capslots = cap;
+        }
+        slot = sh->nslots++;
+        sh->serials[slot] = 0;
+        sh->procs[slot] = NULL;
+    }
+    otp_proc *p = calloc(1, sizeof *p);
+    if (!p) {
+        sh->free_slots[sh->nfree++] = slot;
+        return NULL;
+    }
+    p->sh = sh;
+    p->slot = slot;
+    p->pid =
+        otp__mk_lpid(sh->rt->node_slot, slot << OTP__SHARD_BITS | sh->index, sh->serials[slot]);
+    p->name = OTP_NONE;
+    p->exit_reason = OTP_NONE;
+    p->timer.kind = OTP__TK_PROC;
+    otp__sigq_init(&p->mq);
+    sh->procs[slot] = p;
+    sh->nprocs++;
+    atomic_fetch_add_explicit(&sh->rt->live, 1, memory_order_relaxed);
+    return p;
+}
+
+static otp_arena *proc_arena(otp_proc *p)
+{
+    if (!p->arena) {
+        otp__shard *sh = p->sh;
+        p->arena = sh->nspare ? sh->spare_arenas[--sh->nspare] : otp_arena_new();
+    }
+    return p->arena;
+}
+
+/* A behaviour between callbacks gives its arena back to the shard. */
+void otp__proc_arena_release(otp_proc *p)
+{
+    otp_arena *a = p->arena;
+    if (!a)
+        return;
+    p->arena = NULL;
+    otp__shard *sh = p->sh;
+    otp_arena_reset(a);
+    if (sh->nspare < 64 && otp_arena_bytes(a) <= 64 * 1024) {
+        sh->spare_arenas[sh->nspare++] = a;
+        return;
+    }
+    otp_arena_free(a);
+}
+
+/* ------------------------------------------------------------ sending */
+
+/* Sends a signal built from our own terms: copies them, routes by `to`. */
+static void send_sig(otp__shard *sh, unsigned kind, otp_term to, otp_term from, otp_term a,
+                     otp_term b, otp_term c, uint8_t flags)
+{
+    otp__sig *s = otp__sig_new(kind, to, from, a, b, c);
+    if (!s)
+        return; /* out of memory: the signal is lost, as a dead link would be */
+    s->flags = flags;
+    otp__route(sh, s);
+}
+
+/* A message into p's mailbox (the signal becomes a MSG). */
+static void enqueue_msg(otp_proc *p, otp__sig *s)
+{
+    otp__sigq_push(&p->mq, s);
+    if (p->state == OTP__P_WAITING || p->state == OTP__P_IDLE)
+        otp__make_runnable(p);
+}
+
+/* Builds a message in the shard's scratch arena and queues it for p. */
+static void enqueue_built(otp_proc *p, otp_term msg)
+{
+    otp__sig *s = otp__sig_new(OTP__SIG_MSG, p->pid, OTP_NONE, msg, OTP_NONE, OTP_NONE);
+    otp_arena_reset(p->sh->scratch);
+    if (s)
+        enqueue_msg(p, s);
+}
+
+/* ------------------------------------------------------- links, monitors */
+
+static bool has_link(otp_proc *p, otp_term pid, uint32_t *at)
+{
+    for (uint32_t i = 0; i < p->nlinks; i++)
+        if (p->links[i] == pid) {
+            if (at)
+                *at = i;
+            return true;
+        }
+    return false;
+}
+
+static void add_link(otp_proc *p, otp_term pid)
+{
+    if (has_link(p, pid, NULL))
+        return;
+    if (p->nlinks == p->caplinks) {
+        uint32_t cap = p->caplinks ? p->caplinks * 2 : 4;
+        otp_term *n = realloc(p->links, cap * sizeof *n);
+        if (!n)
+            return;
+        p->links = n;
+        p->caplinks = cap;
+    }
+    p->links[p->nlinks++] = pid;
+}
+
+static bool del_link(otp_proc *p, otp_term pid)
+{
+    uint32_t i;
+    if (!has_link(p, pid, &i))
+        return false;
+    p->links[i] = p->links[--p->nlinks];
+    return true;
+}
+
+static otp__mon *find_mon(otp_proc *p, uint64_t ref, bool origin)
+{
+    for (uint32_t i = 0; i < p->nmons; i++)
+        if (p->mons[i].ref == ref && p->mons[i].origin == origin)
+            return &p->mons[i];
+    return NULL;
+}
+
+static bool add_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named, bool origin)
+{
+    if (p->nmons == p->capmons) {
+        uint32_t cap = p->capmons ? p->capmons * 2 : 4;
+        otp__mon *n = realloc(p->mons, cap * sizeof *n);
+        if (!n)
+            return false;
+        p->mons = n;
+        p->capmons = cap;
+    }
+    if (!otp__is_lpid(named) && named != other) {
+        /* {Name, Node}: kept in the process's own small arena */
+        if (!p->mon_arena && !(p->mon_arena = otp_arena_new()))
+            return false;
+        named = otp_copy(p->mon_arena, named);
+    }
+    p->mons[p->nmons++] = (otp__mon){ref, other, named, origin};
+    return true;
+}
+
+static void del_mon(otp_proc *p, otp__mon *m)
+{
+    *m = p->mons[--p->nmons];
+}
+
+/* ------------------------------------------------------------- exits */
+
+static void proc_free(otp_proc *p)
+{
+    otp__shard *sh = p->sh;
+    otp__sig *s;
+    while ((s = otp__sigq_pop(&p->mq)))
+        otp__sig_free(s);
+    if (p->beh && p->beh->free)
+        p->beh->free(p);
+    if (p->arena) {
+        otp_arena_free(p->arena);
+        p->arena = NULL;
+    }
+    otp_arena_free(p->mon_arena);
+    free(p->links);
+    free(p->mons);
+    sh->procs[p->slot] = NULL;
+    sh->serials[p->slot] = (sh->serials[p->slot] + 1) & OTP__LPID_SERIAL_MAX;
+    sh->free_slots[sh->nfree++] = p->slot;
+    sh->nprocs--;
+    free(p);
+    /* release: a shard that reads 0 sees every exit's signals queued */
+    if (atomic_fetch_sub_explicit(&sh->rt->live, 1, memory_order_acq_rel) == 1 &&
+        atomic_load_explicit(&sh->rt->state, memory_order_acquire) >= OTP__RT_STOPPING) {
+        otp_runtime *rt = sh->rt;
+        for (unsigned i = 0; i < rt->nshards; i++)
+            if (i != sh->index)
+                otp__io_wake(rt->shards[i]->io);
+    }
+}
+
+/* The signals a process sends as it dies, then its memory. reason may live
+ * in p's own arena: every signal copies it before the arena goes. */
+static void proc_die(otp_proc *p, otp_term reason)
+{
+    otp__shard *sh = p->sh;
+    p->state = OTP__P_EXITING;
+    if (otp__timer_pending(&p->timer.t))
+        otp__wheel_cancel(&sh->wheel, &p->timer.t);
+    for (uint32_t i = 0; i < p->nlinks; i++)
+        send_sig(sh, OTP__SIG_EXIT, p->links[i], p->pid, reason, OTP_NONE, OTP_NONE,
+                 OTP__SIGF_LINK);
+    for (uint32_t i = 0; i < p->nmons; i++) {
+        otp__mon *m = &p->mons[i];
+        if (m->origin) {
+            otp__sig *s =
+                otp__sig_new(OTP__SIG_DEMONITOR, m->other, p->pid, OTP_NONE, OTP_NONE, OTP_NONE);
+            if (s) {
+                s->a = (otp_term)m->ref; /* an id, not a term: DEMONITOR carries no terms */
+                otp__route(sh, s);
+            }
+        } else {
+            otp__sig *s = otp__sig_new(OTP__SIG_DOWN, m->other, p->pid, OTP_NONE, m->named, reason);
+            if (s) {
+                s->a = (otp_term)m->ref;
+                otp__route(sh, s);
+            }
+        }
+    }
+    if (p->name != OTP_NONE)
+        otp__name_release(sh->rt, p->name, p->pid);
+}
+
+void otp__proc_terminate(otp_proc *p, otp_term reason)
+{
+    otp__shard *sh = p->sh;
+    OTP_ASSERT(p != sh->current);
+    if (p->state == OTP__P_EXITING)
+        return;
+    /* Out of the run queue: it must not be picked after it is freed. */
+    if (p->state == OTP__P_RUNNABLE) {
+        otp_proc **pp = &sh->rq_head, *prev = NULL;
+        while (*pp && *pp != p) {
+            prev = *pp;
+            pp = &(*pp)->rq_next;
+        }
+        if (*pp) {
+            *pp = p->rq_next;
+            if (sh->rq_tail == p)
+                sh->rq_tail = prev;
+        }
+    }
+    proc_die(p, reason);
+    if (p->task) {
+        /* Suspended mid-function or mid-callback: its C frames are dropped,
+         * as a killed Erlang process runs no more code. */
+        otp__task *t = p->task;
+        p->task = NULL;
+        otp__stack_put(&sh->stacks, t->stack);
+        free(t);
+    }
+    proc_free(p);
+}
+
+_Noreturn void otp__proc_exit_self(otp_proc *p, otp_term reason)
+{
+    otp__shard *sh = p->sh;
+    otp__task *t = p->task;
+    proc_die(p, reason);
+    p->task = NULL;
+    proc_free(p);
+    sh->dead_task = t;
+    otp__fiber_exit(&t->fiber, &sh->main);
+}
+
+/* An exit signal reaches p (not running, or p itself via otp_exit). */
+static void exit_signal(otp_proc *p, otp_term from, otp_term reason, bool link)
+{
+    otp__shard *sh = p->sh;
+    if (link && !del_link(p, from))
+        return; /* unlinked meanwhile: the signal is void */
+    bool self = sh->current == p;
+    otp_term die = OTP_NONE;
+    if (!link && reason == atom_kill) {
+        die = atom_killed;
+    } else if (p->trap_exit) {
+        otp_arena *a = sh->scratch;
+        enqueue_built(p, OTP_TUPLE(a, atom_exit, from, reason));
+        return;
+    } else if (reason == OTP_ATOM_NORMAL) {
+        if (from != p->pid)
+            return;
+        die = OTP_ATOM_NORMAL;
+    } else {
+        die = reason;
+    }
+    if (self)
+        otp__proc_exit_self(p, die);
+    otp__proc_terminate(p, die);
+}
+
+/* ------------------------------------------------------------ delivery */
+
+static void deliver_dead(otp__shard *sh, otp__sig *s)
+{
+    switch (s->kind) {
+    case OTP__SIG_LINK:
+        /* link/1 to a process that does not exist: noproc back */
+        send_sig(sh, OTP__SIG_EXIT, s->from, s->to, atom_noproc, OTP_NONE, OTP_NONE,
+                 OTP__SIGF_LINK);
+        /* the linker added the link already: let the EXIT find it */
+        break;
+    case OTP__SIG_MONITOR: {
+        otp__sig *d = otp__sig_new(OTP__SIG_DOWN, s->from, s->to, OTP_NONE, s->b, atom_noproc);
+        if (d) {
+            d->a = s->a; /* the ref id */
+            otp__route(sh, d);
+        }
+        break;
+    }
+    case OTP__SIG_MSG:
+        if (s->flags & OTP__SIGF_MONITOR) {
+            /* A call to a dead server: the caller's monitor fires, noproc. */
+            otp__sig *d = otp__sig_new(OTP__SIG_DOWN, s->from, s->to, OTP_NONE, s->to, atom_noproc);
+            if (d) {
+                d->a = (otp_term)(uintptr_t)s->ptr;
+                otp__route(sh, d);
+            }
+        }
+        break;
+    default:
+        break; /* messages to the dead are dropped */
+    }
+    otp__sig_free(s);
+}
+
+void otp__deliver(otp__shard *sh, otp__sig *s)
+{
+    if (s->kind == OTP__SIG_RUN) {
+        void (**fn)(otp__shard *, void *) = s->ptr;
+        (*fn)(sh, fn);
+        otp__sig_free(s);
+        return;
+    }
+    otp_proc *p = otp__proc_lookup(sh, s->to);
+    if (!p || p->state == OTP__P_EXITING) {
+        deliver_dead(sh, s);
+        return;
+    }
+    switch (s->kind) {
+    case OTP__SIG_MSG:
+        if (s->flags & OTP__SIGF_MONITOR)
+            add_mon(p, (uint64_t)(uintptr_t)s->ptr, s->from, s->from, false);
+        enqueue_msg(p, s);
+        return;
+    case OTP__SIG_WAKE:
+        if (p->state == OTP__P_WAITING)
+            otp__make_runnable(p);
+        break;
+    case OTP__SIG_REPLY:
+        if (p->alias && otp__ref_id(sh->rt, s->b) == p->alias) {
+            enqueue_msg(p, s);
+            return;
+        }
+        break; /* a late reply to a call that gave up: dropped */
+    case OTP__SIG_EXIT: {
+        otp_term from = s->from, reason = s->a;
+        bool link = s->flags & OTP__SIGF_LINK;
+        /* The reason lives in s: keep s until the signal is handled. */
+        exit_signal(p, from, reason, link);
+        break;
+    }
+    case OTP__SIG_LINK:
+        add_link(p, s->from);
+        break;
+    case OTP__SIG_UNLINK:
+        del_link(p, s->from);
+        break;
+    case OTP__SIG_MONITOR:
+        add_mon(p, (uint64_t)s->a, s->from, s->from, false);
+        break;
+    case OTP__SIG_DEMONITOR: {
+        otp__mon *m = find_mon(p, (uint64_t)s->a, false);
+        if (m)
+            del_mon(p, m);
+        break;
+    }
+    case OTP__SIG_DOWN: {
+        otp__mon *m = find_mon(p, (uint64_t)s->a, true);
+        if (!m)
+            break;                 /* demonitored meanwhile */
+        otp_term named = m->named; /* as the monitor named it: pid or {Name, Node} */
+        del_mon(p, m);
+        otp_arena *a = sh->scratch;
+        otp_term ref = otp__ref_term(sh->rt, a, (uint64_t)s->a);
+        otp__sig *d = otp__sig_new(OTP__SIG_MSG, p->pid, s->from,
+                                   OTP_TUPLE(a, atom_down, ref, atom_process, named, s->c),
+                                   OTP_NONE, OTP_NONE);
+        otp_arena_reset(a);
+        if (d) {
+            d->flags = OTP__SIGF_DOWN;
+            d->ptr = (void *)(uintptr_t)s->a;
+            enqueue_msg(p, d);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    otp__sig_free(s);
+}
+
+/* ------------------------------------------------------------- receive */
+
+/* Scans from *start for a match; waits up to timeout. */
+static int recv_from(otp_proc *self, otp__sig **start, otp_match_fn match, void *ctx,
+                     uint64_t timeout_ms, otp_term *msg)
+{
+    otp__shard *sh = self->sh;
+    otp__sig **pp = start ? start : &self->mq.head;
+    bool armed = false;
+    for (;;) {
+        for (; *pp; pp = &(*pp)->next) {
+            otp__sig *s = *pp;
+            if (match && !match(s->a, ctx))
+                continue;
+            otp__sigq_unlink(&self->mq, pp);
+            if (armed)
+                otp__wheel_cancel(&sh->wheel, &self->timer.t);
+            otp_term m = s->a;
+            otp__sig_adopt(s, proc_arena(self));
+            if (msg)
+                *msg = m;
+            return 0;
+        }
+        if (timeout_ms == 0 || self->timed_out) {
+            self->timed_out = false;
+            return -OTP_ETIMEDOUT;
+        }
+        if (!armed && timeout_ms != OTP_INFINITY) {
+            self->timed_out = false;
+            otp__wheel_add(&sh->wheel, &self->timer.t, otp__now_ms() + timeout_ms);
+            armed = true;
+        }
+        otp__suspend(self, OTP__P_WAITING);
+    }
+}
+
+int otp_receive(otp_proc *self, otp_match_fn match, void *ctx, uint64_t timeout_ms, otp_term *msg)
+{
+    if (!self || otp__this_shard() != self->sh || self->sh->current != self)
+        return -OTP_ECONTEXT;
+    return recv_from(self, NULL, match, ctx, timeout_ms, msg);
+}
+
+int otp__receive_after(otp_proc *self, otp__sig **mark, otp_match_fn match, void *ctx,
+                       uint64_t timeout_ms, otp_term *msg);
+int otp__receive_after(otp_proc *self, otp__sig **mark, otp_match_fn match, void *ctx,
+                       uint64_t timeout_ms, otp_term *msg)
+{
+    return recv_from(self, mark, match, ctx, timeout_ms, msg);
+}
+
+int otp__take(otp_proc *p, otp_arena *a, otp_term *msg)
+{
+    otp__sig *s = otp__sigq_pop(&p->mq);
+    if (!s)
+        return -OTP_ETIMEDOUT;
+    *msg = s->a;
+    otp__sig_adopt(s, a ? a : proc_arena(p));
+    return 0;
+}
+
+static bool match_none(otp_term msg, void *ctx)
+{
+    (void)msg;
+    (void)ctx;
+    return false;
+}
+
+void otp_sleep(otp_proc *self, uint64_t ms)
+{
+    if (!self || self->sh->current != self)
+        return;
+    recv_from(self, NULL, match_none, NULL, ms, NULL);
+}
+
+void otp_yield(otp_proc *self)
+{
+    if (self && self->sh->current == self)
+        otp__suspend(self, OTP__P_RUNNABLE);
+}
+
+/* ------------------------------------------------------------ the API */
+
+otp_term otp_self(const otp_proc *self)
+{
+    return self->pid;
+}
+otp_runtime *otp_proc_runtime(const otp_proc *self)
+{
+    return self->sh->rt;
+}
+unsigned otp_proc_shard(const otp_proc *self)
+{
+    return self->sh->index;
+}
+otp_arena *otp_proc_arena(otp_proc *self)
+{
+    return proc_arena(self);
+}
+void *otp_proc_arg(const otp_proc *self)
+{
+    return self->arg;
+}
+
+/* The pid a destination names: a pid of ours, a name registered here. */
+static otp_term resolve(otp_runtime *rt, otp_term dest)
+{
+    if (otp_is_atom(dest)) {
+        otp_term pid = otp_whereis(rt, dest);
+        return pid == OTP_NONE ? 0 : pid;
+    }
+    return otp__local_pid(rt, dest);
+}
+
+int otp__send_from(otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg, unsigned kind,
+                   otp_term alias)
+{
+    otp_runtime *rt = sh->rt;
+    otp_term to = resolve(rt, dest);
+    if (!to)
+        return otp_is_atom(dest) ? -OTP_ENOPROC : (otp_is_pid(dest) ? 0 : -OTP_EBADARG);
+    otp__sig *s = otp__sig_new(kind, to, self ? self->pid : OTP_NONE, msg, alias, OTP_NONE);
+    if (!s)
+        return -OTP_ENOMEM;
+    unsigned dshard = otp__pid_shard(to);
+    otp__route(sh, s);
+    if (dshard != sh->index && self)
+        otp__send_backpressure(sh, self, dshard);
+    return 0;
+}
+
+int otp_send(otp_proc *self, otp_term dest, otp_term msg)
+{
+    if (!self || otp__this_shard() != self->sh)
+        return -OTP_ECONTEXT;
+    return otp__send_from(self->sh, self, dest, msg, OTP__SIG_MSG, OTP_NONE);
+}
+
+int otp_runtime_send(otp_runtime *rt, otp_term dest, otp_term msg)
+{
+    otp__shard *sh = otp__this_shard();
+    if (sh && sh->rt == rt)
+        return otp__send_from(sh, NULL, dest, msg, OTP__SIG_MSG, OTP_NONE);
+    otp_term to = resolve(rt, dest);
+    if (!to)
+        return otp_is_atom(dest) ? -OTP_ENOPROC : (otp_is_pid(dest) ? 0 : -OTP_EBADARG);
+    otp__sig *s = otp__sig_new(OTP__SIG_MSG, to, OTP_NONE, msg, OTP_NONE, OTP_NONE);
+    if (!s)
+        return -OTP_ENOMEM;
+    otp__inject(rt, otp__pid_shard(to), s);
+    return 0;
+}
+
+static bool is_self_call(otp_proc *self)
+{
+    return self && otp__this_shard() == self->sh && self->sh->current == self;
+}
+
+int otp_link(otp_proc *self, otp_term pid)
+{
+    if (!is_self_call(self))
+        return -OTP_ECONTEXT;
+    otp__shard *sh = self->sh;
+    otp_term to = otp__local_pid(sh->rt, pid);
+    if (!to)
+        return otp_is_pid(pid) ? -OTP_ENOPROC : -OTP_EBADARG;
+    if (to == self->pid)
+        return 0;
+    if (otp__pid_shard(to) == sh->index) {
+        /* On our shard we can tell at once, as link/1 does for local pids. */
+        otp_proc *p = otp__proc_lookup(sh, to);
+        if (!p || p->state == OTP__P_EXITING) {
+            if (self->trap_exit) {
+                otp_arena *a = sh->scratch;
+                enqueue_built(self, OTP_TUPLE(a, atom_exit, to, atom_noproc));
+            }
+            return -OTP_ENOPROC;
+        }
+        add_link(self, to);
+        add_link(p, self->pid);
+        return 0;
+    }
+    add_link(self, to);
+    send_sig(sh, OTP__SIG_LINK, to, self->pid, OTP_NONE, OTP_NONE, OTP_NONE, 0);
+    return 0;
+}
+
+int otp_unlink(otp_proc *self, otp_term pid)
+{
+    if (!is_self_call(self))
+        return -OTP_ECONTEXT;
+    otp__shard *sh = self->sh;
+    otp_term to = otp__local_pid(sh->rt, pid);
+    if (!to)
+        return otp_is_pid(pid) ? 0 : -OTP_EBADARG;
+    if (del_link(self, to))
+        send_sig(sh, OTP__SIG_UNLINK, to, self->pid, OTP_NONE, OTP_NONE, OTP_NONE, 0);
+    return 0;
+}
+
+int otp_monitor(otp_proc *self, otp_term target, otp_term *ref)
+{
+    if (!is_self_call(self))
+        return -OTP_ECONTEXT;
+    otp__shard *sh = self->sh;
+    otp_runtime *rt = sh->rt;
+    otp_term to, named;
+    otp_arena *a = proc_arena(self);
+    if (otp_is_atom(target)) {
+        to = resolve(rt, target);
+        named = OTP_TUPLE(a, target, rt->node);
+    } else {
+        to = otp__local_pid(rt, target);
+        named = to;
+        if (!to)
+            return -OTP_EBADARG; /* remote pids: the distribution layer */
+    }
+    uint64_t id = otp__ref_new(sh);
+    if (ref)
+        *ref = otp__ref_term(rt, a, id);
+    if (!to) {
+        /* No such name: the monitor fires at once. */
+        enqueue_built(self, OTP_TUPLE(sh->scratch, atom_down, otp__ref_term(rt, sh->scratch, id),
+                                      atom_process, named, atom_noproc));
+        return 0;
+    }
+    if (!add_mon(self, id, to, named, true))
+        return -OTP_ENOMEM;
+    otp__sig *s = otp__sig_new(OTP__SIG_MONITOR, to, self->pid, OTP_NONE, named, OTP_NONE);
+    if (!s)
+        return -OTP_ENOMEM;
+    s->a = (otp_term)id;
+    otp__route(sh, s);
+    return 0;
+}
+
+static bool match_down_ref(otp_term msg, void *ctx)
+{
+    otp_term ref = *(otp_term *)ctx;
+    return otp_tuple_arity(msg) == 5 && otp_tuple_get(msg, 0) == atom_down &&
+           otp_exact_eq(otp_tuple_get(msg, 1), ref);
+}
+
+int otp_demonitor(otp_proc *self, otp_term ref, unsigned flags)
+{
+    if (!is_self_call(self))
+        return -OTP_ECONTEXT;
+    otp__shard *sh = self->sh;
+    uint64_t id = otp__ref_id(sh->rt, ref);
+    int was = 0;
+    otp__mon *m = id ? find_mon(self, id, true) : NULL;
+    if (m) {
+        otp__sig *s =
+            otp__sig_new(OTP__SIG_DEMONITOR, m->other, self->pid, OTP_NONE, OTP_NONE, OTP_NONE);
+        if (s) {
+            s->a = (otp_term)id;
+            otp__route(sh, s);
+        }
+        del_mon(self, m);
+        was = 1;
+    }
+    if (flags & OTP_DEMONITOR_FLUSH) {
+        if (recv_from(self, NULL, match_down_ref, &ref, 0, NULL) == 0)
+            was = 1;
+    }
+    return was;
+}
+
+int otp_exit(otp_proc *self, otp_term pid, otp_term reason)
+{
+    if (!is_self_call(self))
+        return -OTP_ECONTEXT;
+    otp__shard *sh = self->sh;
+    otp_term to = otp__local_pid(sh->rt, pid);
+    if (!to)
+        return otp_is_pid(pid) ? 0 : -OTP_EBADARG;
+    if (to == self->pid) {
+        exit_signal(self, self->pid, reason, false);
+        return 0;
+    }
+    send_sig(sh, OTP__SIG_EXIT, to, self->pid, reason, OTP_NONE, OTP_NONE, 0);
+    return 0;
+}
+
+_Noreturn void otp_proc_exit(otp_proc *self, otp_term reason)
+{
+    if (!is_self_call(self)) {
+        fprintf(stderr, "libotp: otp_proc_exit called outside its process\n");
+        abort();
+    }
+    otp__proc_exit_self(self, reason);
+}
+
+bool otp_trap_exit(otp_proc *self, bool on)
+{
+    bool old = self->trap_exit;
+    self->trap_exit = on;
+    return old;
+}
+
+/* ---------------------------------------------------------- send_after */
+
+static otp__tmsg **tbucket(otp__shard *sh, uint64_t id)
+{
+    return &sh->tbuckets[(id * 0x9e3779b97f4a7c15ull) >> 54 & (sh->ntbuckets - 1)];
+}
+
+static bool tmsg_unhash(otp__shard *sh, otp__tmsg *tm)
+{
+    for (otp__tmsg **pp = tbucket(sh, tm->id); *pp; pp = &(*pp)->hnext)
+        if (*pp == tm) {
+            *pp = tm->hnext;
+            sh->ntimers--;
+            return true;
+        }
+    return false;
+}
+
+void otp__tmsg_fire(otp__shard *sh, otp__tmsg *tm)
+{
+    tmsg_unhash(sh, tm);
+    otp__sig *s = tm->sig;
+    free(tm);
+    otp_term to = resolve(sh->rt, s->to);
+    if (!to) {
+        otp__sig_free(s);
+        return;
+    }
+    s->to = to;
+    otp__route(sh, s);
+}
+
+int otp_send_after(otp_proc *self, uint64_t ms, otp_term dest, otp_term msg, otp_term *tref)
+{
+    if (!is_self_call(self))
+        return -OTP_ECONTEXT;
+    otp__shard *sh = self->sh;
+    if (!otp_is_atom(dest) && !otp__local_pid(sh->rt, dest))
+        return -OTP_EBADARG;
+    if (!sh->tbuckets) {
+        sh->ntbuckets = 1024;
+        sh->tbuckets = calloc(sh->ntbuckets, sizeof *sh->tbuckets);
+        if (!sh->tbuckets)
+            return -OTP_ENOMEM;
+    }
+    otp__tmsg *tm = calloc(1, sizeof *tm);
+    if (!tm)
+        return -OTP_ENOMEM;
+    tm->kt.kind = OTP__TK_MSG;
+    tm->id = otp__ref_new(sh);
+    tm->sig = otp__sig_new(OTP__SIG_MSG, otp_is_atom(dest) ? dest : otp__local_pid(sh->rt, dest),
+                           self->pid, msg, OTP_NONE, OTP_NONE);
+    if (!tm->sig) {
+        free(tm);
+        return -OTP_ENOMEM;
+    }
+    otp__tmsg **b = tbucket(sh, tm->id);
+    tm->hnext = *b;
+    *b = tm;
+    sh->ntimers++;
+    otp__wheel_add(&sh->wheel, &tm->kt.t, otp__now_ms() + ms);
+    if (tref)
+        *tref = otp__ref_term(sh->rt, proc_arena(self), tm->id);
+    return 0;
+}
+
+int64_t otp_cancel_timer(otp_proc *self, otp_term tref)
+{
+    if (!is_self_call(self))
+        return -OTP_ECONTEXT;
+    otp__shard *sh = self->sh;
+    uint64_t id = otp__ref_id(sh->rt, tref);
+    if (!id || !sh->tbuckets)
+        return -OTP_ENOTFOUND;
+    for (otp__tmsg *tm = *tbucket(sh, id); tm; tm = tm->hnext)
+        if (tm->id == id) {
+            uint64_t now = otp__now_ms(),
+                     left = tm->kt.t.deadline > now ? tm->kt.t.deadline - now : 0;
+            otp__wheel_cancel(&sh->wheel, &tm->kt.t);
+            tmsg_unhash(sh, tm);
+            otp__sig_free(tm->sig);
+            free(tm);
+            return (int64_t)left;
+        }
+    return -OTP_ENOTFOUND;
+}
+
+/* Frees the shard's pending send_after timers (at the end). */
+void otp__tmsg_free_all(otp__shard *sh);
+void otp__tmsg_free_all(otp__shard *sh)
+{
+    for (size_t i = 0; sh->tbuckets && i < sh->ntbuckets; i++) {
+        otp__tmsg *tm = sh->tbuckets[i];
+        while (tm) {
+            otp__tmsg *n = tm->hnext;
+            otp__sig_free(tm->sig);
+            free(tm);
+            tm = n;
+        }
+    }
+    free(sh->tbuckets);
+    sh->tbuckets = NULL;
+}
+
+/* ------------------------------------------------------------ info */
+
+static void fill_info(otp_proc *p, otp_proc_info *out, bool asking_self)
+{
+    out->status = asking_self                   ? OTP_PROC_RUNNING
+                  : p->state == OTP__P_RUNNABLE ? OTP_PROC_RUNNABLE
+                  : p->state == OTP__P_EXITING  ? OTP_PROC_EXITING
+                                                : OTP_PROC_WAITING;
+    out->message_queue_len = p->mq.len;
+    out->links = p->nlinks;
+    size_t mine = 0;
+    for (uint32_t i = 0; i < p->nmons; i++)
+        mine += p->mons[i].origin;
+    out->monitors = mine;
+    out->monitored_by = p->nmons - mine;
+    out->registered_name = p->name;
+    out->trap_exit = p->trap_exit;
+    size_t mem = sizeof *p + p->caplinks * sizeof(otp_term) + p->capmons * sizeof(otp__mon);
+    for (otp__sig *s = p->mq.head; s; s = s->next)
+        mem += sizeof *s + s->data_size;
+    if (p->arena)
+        mem += otp_arena_bytes(p->arena);
+    if (p->task)
+        mem += p->task->stack->size;
+    out->memory = mem;
+}
+
+typedef struct info_req {
+    void (*fn)(otp__shard *, void *); /* first: a SIG_RUN function */
+    otp_term pid;
+    otp_proc_info *out;
+    int rc;
+    otp__waiter *thread; /* a thread waits... */
+    otp_term waiter;     /* ...or this process, woken by a WAKE */
+    _Atomic int done;
+} info_req;
+
+static void info_run(otp__shard *sh, void *arg)
+{
+    info_req *rq = arg;
+    otp_proc *p = otp__proc_lookup(sh, rq->pid);
+    if (p && p->state != OTP__P_EXITING) {
+        fill_info(p, rq->out, false);
+        rq->rc = 0;
+    } else {
+        rq->rc = -OTP_ENOPROC;
+    }
+    otp__waiter *w = rq->thread;
+    otp_term waiter = rq->waiter;
+    /* release: the asker reads rq after it sees done */
+    atomic_store_explicit(&rq->done, 1, memory_order_release);
+    if (w)
+        otp__waiter_signal(w);
+    else
+        otp__wake(sh, waiter);
+}
+
+int otp_process_info(otp_runtime *rt, otp_proc *self, otp_term pid, otp_proc_info *out)
+{
+    otp_term to = otp__local_pid(rt, pid);
+    if (!to || !out)
+        return otp_is_pid(pid) && out ? -OTP_ENOPROC : -OTP_EBADARG;
+    otp__shard *here = otp__this_shard();
+    if (here && here->rt == rt && otp__pid_shard(to) == here->index) {
+        otp_proc *p = otp__proc_lookup(here, to);
+        if (!p || p->state == OTP__P_EXITING)
+            return -OTP_ENOPROC;
+        fill_info(p, out, p == here->current);
+        return 0;
+    }
+    if (here && here->rt == rt && !(self && is_self_call(self)))
+        return -OTP_ECONTEXT; /* a shard's loop cannot block */
+    info_req rq = {.fn = info_run, .pid = to, .out = out};
+    otp__waiter w;
+    if (!here) {
+        otp__waiter_init(&w);
+        rq.thread = &w;
+    }
+    otp__sig *s = otp__sig_new(OTP__SIG_RUN, to, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
+    if (!s)
+        return -OTP_ENOMEM;
+    s->ptr = &rq;
+    if (!here) {
+        otp__inject(rt, otp__pid_shard(to), s);
+        otp__waiter_wait(&w);
+        otp__waiter_destroy(&w);
+        return rq.rc;
+    }
+    rq.waiter = self->pid;
+    otp__route(here, s);
+    /* acquire: pairs with the release in info_run, then rq is complete */
+    while (!atomic_load_explicit(&rq.done, memory_order_acquire))
+        otp__suspend(self, OTP__P_WAITING);
+    return rq.rc;
+}
+
+/* ----------------------------------------------------- calls (behaviours) */
+
+void otp__add_link_pub(otp_proc *p, otp_term pid)
+{
+    add_link(p, pid);
+}
+
+int otp__add_mon_pub(otp_proc *p, uint64_t ref, otp_term other)
+{
+    return add_mon(p, ref, other, other, true) ? 0 : -OTP_ENOMEM;
+}
+
+bool otp__drop_call_monitor(otp_proc *self, uint64_t ref, otp_term caller)
+{
+    otp__mon *m = find_mon(self, ref, false);
+    if (!m || m->other != caller)
+        return false;
+    del_mon(self, m);
+    return true;
+}
+
+void otp__wake(otp__shard *sh, otp_term pid)
+{
+    otp__sig *s = otp__sig_new(OTP__SIG_WAKE, pid, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
+    if (s)
+        otp__route(sh, s);
+}
+
+int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term msg, uint64_t id,
+              uint64_t timeout_ms, otp_term *reply)
+{
+    otp__shard *sh = self->sh;
+    if (!add_mon(self, id, to, named, true))
+        return -OTP_ENOMEM;
+    otp__sig *s = otp__sig_new(OTP__SIG_MSG, to, self->pid, msg, OTP_NONE, OTP_NONE);
+    if (!s) {
+        del_mon(self, find_mon(self, id, true));
+        return -OTP_ENOMEM;
+    }
+    s->flags = OTP__SIGF_MONITOR;
+    s->ptr = (void *)(uintptr_t)id;
+    /* Only what arrives after the request can be its answer. */
+    otp__sig **pp = self->mq.tail;
+    self->alias = id;
+    otp__route(sh, s);
+    if (otp__pid_shard(to) != sh->index)
+        otp__send_backpressure(sh, self, otp__pid_shard(to));
+    bool armed = false;
+    self->timed_out = false;
+    for (;;) {
+        for (; *pp; pp = &(*pp)->next) {
+            otp__sig *r = *pp;
+            bool is_reply = r->kind == OTP__SIG_REPLY && otp__ref_id(sh->rt, r->b) == id;
+            bool is_down = (r->flags & OTP__SIGF_DOWN) && (uint64_t)(uintptr_t)r->ptr == id;
+            if (!is_reply && !is_down)
+                continue;
+            otp__sigq_unlink(&self->mq, pp);
+            if (armed)
+                otp__wheel_cancel(&sh->wheel, &self->timer.t);
+            self->alias = 0;
+            otp_term m = r->a;
+            if (is_reply) {
+                otp__mon *mon = find_mon(self, id, true);
+                if (mon) {
+                    if (!(r->flags & OTP__SIGF_DEMON)) {
+                        otp__sig *d = otp__sig_new(OTP__SIG_DEMONITOR, to, self->pid, OTP_NONE,
+                                                   OTP_NONE, OTP_NONE);
+                        if (d) {
+                            d->a = (otp_term)id;
+                            otp__route(sh, d);
+                        }
+                    }
+                    del_mon(self, mon);
+                }
+            }
+            otp__sig_adopt(r, proc_arena(self));
+            if (is_reply) {
+                *reply = otp_tuple_get(m, 1);
+                return 0;
+            }
+            otp_term reason = otp_tuple_get(m, 4);
+            *reply = reason;
+            return reason == atom_noproc ? -OTP_ENOPROC : -OTP_EEXIT;
+        }
+        if (self->timed_out || timeout_ms == 0) {
+            self->timed_out = false;
+            self->alias = 0; /* a reply that still comes is dropped on arrival */
+            otp__mon *mon = find_mon(self, id, true);
+            if (mon) {
+                otp__sig *d =
+                    otp__sig_new(OTP__SIG_DEMONITOR, to, self->pid, OTP_NONE, OTP_NONE, OTP_NONE);
+                if (d) {
+                    d->a = (otp_term)id;
+                    otp__route(sh, d);
+                }
+                del_mon(self, mon);
+            }
+            return -OTP_ETIMEDOUT;
+        }
+        if (!armed && timeout_ms != OTP_INFINITY) {
+            otp__wheel_add(&sh->wheel, &self->timer.t, otp__now_ms() + timeout_ms);
+            armed = true;
+        }
+        otp__suspend(self, OTP__P_WAITING);
+    }
+}
+
+int otp__reply(otp_proc *self, otp_term to, otp_term msg, otp_term ref)
+{
+    otp__shard *sh = self->sh;
+    otp__sig *s = otp__sig_new(OTP__SIG_REPLY, to, self->pid, msg, ref, OTP_NONE);
+    if (!s)
+        return -OTP_ENOMEM;
+    uint64_t id = otp__ref_id(sh->rt, ref);
+    if (id && otp__drop_call_monitor(self, id, to))
+        s->flags = OTP__SIGF_DEMON;
+    otp__route(sh, s);
+    return 0;
+}

