@@ -7,6 +7,7 @@
  * for init (gen_server:start semantics); calls use a monitor and a reply
  * ref, and only look at messages that arrived after the request.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,10 +19,8 @@
 static otp_term a_gen_call, a_gen_cast, a_system, a_terminate, a_exit, a_undef, a_ok, a_alias,
     a_normal, a_shutdown;
 
-static void gs_atoms(void)
+static void gs_atoms_once(void)
 {
-    if (a_gen_call)
-        return;
     a_gen_call = otp_atom("$gen_call");
     a_gen_cast = otp_atom("$gen_cast");
     a_system = otp_atom("system");
@@ -32,6 +31,13 @@ static void gs_atoms(void)
     a_alias = otp_atom("alias");
     a_normal = OTP_ATOM_NORMAL;
     a_shutdown = otp_atom("shutdown");
+}
+
+/* Atoms are made once per process; every thread may come through here. */
+static void gs_atoms(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, gs_atoms_once);
 }
 
 /* Who waits for init. */

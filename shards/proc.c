@@ -7,6 +7,7 @@
  * order: both travel the same path (the shard's local queue, or one SPSC
  * ring), which is what Erlang guarantees and no more.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,10 +16,8 @@
 static otp_term atom_exit, atom_down, atom_process, atom_noproc, atom_killed, atom_kill,
     atom_shutdown;
 
-static void atoms_init(void)
+static void atoms_once(void)
 {
-    if (atom_exit)
-        return;
     atom_exit = otp_atom("EXIT");
     atom_down = otp_atom("DOWN");
     atom_process = otp_atom("process");
@@ -26,6 +25,13 @@ static void atoms_init(void)
     atom_killed = otp_atom("killed");
     atom_kill = otp_atom("kill");
     atom_shutdown = otp_atom("shutdown");
+}
+
+/* Called by every shard before it handles signals (any thread). */
+void otp__proc_atoms_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, atoms_once);
 }
 
 /* ------------------------------------------------------------- refs */
@@ -84,7 +90,6 @@ otp_proc *otp__proc_lookup(otp__shard *sh, otp_term pid)
 
 otp_proc *otp__proc_new(otp__shard *sh)
 {
-    atoms_init();
     uint32_t slot;
     if (sh->nfree) {
         slot = sh->free_slots[--sh->nfree];

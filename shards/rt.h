@@ -216,6 +216,7 @@ void otp__proc_run_on_task(otp_proc *p);
 
 otp_proc *otp__proc_lookup(otp__shard *sh, otp_term pid);
 otp_proc *otp__proc_new(otp__shard *sh);
+void otp__proc_atoms_init(void);
 /* Handles one signal on the target's shard (to: local pid of this shard). */
 void otp__deliver(otp__shard *sh, otp__sig *s);
 /* Ends p with reason (copied) from the shard loop or from p itself. */

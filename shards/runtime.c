@@ -467,6 +467,7 @@ int otp_runtime_new(otp_runtime **out, const otp_runtime_config *cfg)
     if (!out)
         return -OTP_EBADARG;
     *out = NULL;
+    otp__proc_atoms_init();
     otp_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         return -OTP_ENOMEM;

@@ -22,7 +22,7 @@
 
 #define RUN_BUDGET    64 /* processes run per turn before the shard looks at its rings */
 #define RING_BATCH    64 /* signals taken from one ring per turn */
-#define OUT_LIMIT_MUL 4  /* outbox over this many rings' worth: the sender waits */
+#define OUT_LIMIT_MUL 16 /* outbox over this many rings' worth: the sender waits */
 
 static _Thread_local otp__shard *tl_shard;
 
@@ -142,7 +142,10 @@ static void run_one(otp__shard *sh, otp_proc *p)
     if (!p->task) {
         otp__task *t = otp__task_get(sh, p->beh != NULL);
         if (!t) {
-            /* No stack to run on: try again next turn rather than fail. */
+            /* No stack to run on (memory, or the kernel's map count): try
+             * again next turn rather than fail. It left the queue when it
+             * was picked, so it goes back in. */
+            p->state = OTP__P_WAITING;
             otp__make_runnable(p);
             return;
         }
@@ -210,14 +213,30 @@ static bool flush_out(otp__shard *sh)
 void otp__send_backpressure(otp__shard *sh, otp_proc *self, unsigned shard)
 {
     size_t limit = (size_t)sh->rt->cfg.ring_capacity * OUT_LIMIT_MUL;
-    while (sh->out[shard].len > limit && self && self->task) {
-        flush_out(sh);
-        if (sh->out[shard].len <= limit)
-            break;
-        /* Let the rest of the shard run; the loop flushes again each turn
-         * and sleeps briefly when only blocked senders are left. */
+    if (sh->out[shard].len <= limit)
+        return;
+    flush_out(sh);
+    /* A behaviour runs on a borrowed stack: suspending it here would pin a
+     * stack per blocked sender. Its callback finishes instead, and the
+     * shard stops starting callbacks until the outbox drains (see turn).
+     * A plain process owns its stack, so it simply waits its turn. */
+    while (sh->out[shard].len > limit && self && self->task && !self->beh) {
         otp__suspend(self, OTP__P_RUNNABLE);
+        flush_out(sh);
     }
+}
+
+/* True while some outbox is over its limit: the shard then only moves
+ * signals (in and out) and runs no process, so every sender is held back
+ * without holding a stack. */
+static bool throttled(otp__shard *sh)
+{
+    size_t limit = (size_t)sh->rt->cfg.ring_capacity * OUT_LIMIT_MUL;
+    for (unsigned w = 0; w < (sh->rt->nshards + 63) / 64; w++)
+        for (uint64_t m = sh->out_mask[w]; m; m &= m - 1)
+            if (sh->out[w * 64 + (unsigned)__builtin_ctzll(m)].len > limit)
+                return true;
+    return false;
 }
 
 void otp__inject(otp_runtime *rt, unsigned to, otp__sig *s)
@@ -321,13 +340,18 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
     drain_local(sh);
     otp__wheel_advance(&sh->wheel, sh->now_ms, timer_fired, sh);
     drain_local(sh);
-    for (int i = 0; i < RUN_BUDGET && sh->rq_head; i++) {
+    bool held = throttled(sh);
+    for (int i = 0; i < RUN_BUDGET && sh->rq_head && !held; i++) {
         otp_proc *p = sh->rq_head;
         sh->rq_head = p->rq_next;
         if (!sh->rq_head)
             sh->rq_tail = NULL;
         run_one(sh, p);
         drain_local(sh);
+        if (throttled(sh)) {
+            flush_out(sh);
+            held = throttled(sh);
+        }
     }
     bool backlog = flush_out(sh);
     /* acquire: pairs with the release decrement of the last process */
@@ -337,7 +361,7 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
     uint64_t timeout = otp__wheel_timeout(&sh->wheel, otp__now_ms());
     if (next_ms)
         *next_ms = timeout;
-    if (sh->rq_head || sh->local.head)
+    if ((sh->rq_head && !held) || sh->local.head)
         return true;
     if (backlog && timeout > 1)
         timeout = 1; /* a full ring: look again soon */

@@ -5,6 +5,7 @@
  */
 /* otp-test: threads */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -196,13 +197,152 @@ static void test_registry(void **state)
     stop_rt(rt);
 }
 
+/* ------------------------------------------------------------- stress */
+
+/* 100k servers across the shards; each sends K numbered messages to two
+ * others; each receiver checks that every sender's numbers arrive exactly
+ * once and in order, and reports when it has them all. */
+#define STRESS_PROCS 100000
+#define STRESS_K     5
+
+typedef struct stress {
+    otp_term *pids;
+    _Atomic int finished;
+    _Atomic int errors;
+    report *done;
+} stress;
+
+typedef struct stress_state {
+    stress *st;
+    uint32_t index;
+    uint32_t from[2];
+    int32_t next[2];
+    int got;
+} stress_state;
+
+static stress *g_stress;
+
+static uint32_t peer(uint32_t i, int k)
+{
+    return k == 0 ? (i + 1) % STRESS_PROCS : (uint32_t)(((uint64_t)i * 7 + 3) % STRESS_PROCS);
+}
+
+static int stress_init(otp_proc *self, otp_term args, void **state, otp_term *reason)
+{
+    (void)self;
+    (void)reason;
+    stress_state *s = calloc(1, sizeof *s);
+    int64_t i;
+    otp_get_int64(args, &i);
+    s->st = g_stress;
+    s->index = (uint32_t)i;
+    s->from[0] = s->from[1] = UINT32_MAX;
+    *state = s;
+    return OTP_GS_INIT_OK;
+}
+
+static otp_gs_ret stress_info(otp_proc *self, otp_term msg, void *state)
+{
+    stress_state *s = state;
+    stress *st = s->st;
+    if (msg == OTP_ATOM_OK) { /* go: send our messages */
+        otp_arena *a = otp_proc_arena(self);
+        for (int n = 0; n < STRESS_K; n++)
+            for (int k = 0; k < 2; k++)
+                otp_send(self, st->pids[peer(s->index, k)],
+                         OTP_TUPLE(a, otp_small(s->index), otp_small(n)));
+        return otp_gs_noreply();
+    }
+    int64_t from, n;
+    otp_get_int64(otp_tuple_get(msg, 0), &from);
+    otp_get_int64(otp_tuple_get(msg, 1), &n);
+    /* a sender may be both peers of ours (then it counts twice) */
+    int slot = -1;
+    for (int k = 0; k < 2 && slot < 0; k++)
+        if (s->from[k] == (uint32_t)from)
+            slot = k;
+    for (int k = 0; k < 2 && slot < 0; k++)
+        if (s->from[k] == UINT32_MAX) {
+            s->from[k] = (uint32_t)from;
+            slot = k;
+        }
+    bool twice = peer((uint32_t)from, 0) == s->index && peer((uint32_t)from, 1) == s->index;
+    int32_t want = twice ? s->next[slot] / 2 : s->next[slot];
+    if (slot < 0 || n != want)
+        atomic_fetch_add(&st->errors, 1);
+    s->next[slot]++;
+    if (++s->got == 2 * STRESS_K && atomic_fetch_add(&st->finished, 1) + 1 == STRESS_PROCS)
+        report_put(st->done, 1);
+    return otp_gs_noreply();
+}
+
+static void stress_terminate(otp_proc *self, otp_term reason, void *state)
+{
+    (void)self;
+    (void)reason;
+    free(state);
+}
+
+static const otp_gen_server_ops stress_ops = {
+    .init = stress_init, .handle_info = stress_info, .terminate = stress_terminate};
+
+typedef struct spawner_arg {
+    stress *st;
+    uint32_t from, to;
+    report *r;
+} spawner_arg;
+
+static void spawner_main(otp_proc *self, void *arg)
+{
+    spawner_arg *sa = arg;
+    otp_runtime *rt = otp_proc_runtime(self);
+    otp_gen_server_opts o = {.shard = OTP_SHARD_ANY};
+    for (uint32_t i = sa->from; i < sa->to; i++) {
+        if (otp_gen_server_start(rt, self, &stress_ops, otp_small(i), &o, &sa->st->pids[i], NULL) !=
+            0)
+            atomic_fetch_add(&sa->st->errors, 1);
+        if ((i & 1023) == 0)
+            otp_arena_reset(otp_proc_arena(self));
+    }
+    report_put(sa->r, 1);
+}
+
+static void test_stress_100k(void **state)
+{
+    (void)state;
+    otp_runtime *rt = start_rt(2);
+    unsigned nsh = otp_runtime_shards(rt);
+    stress st = {.pids = calloc(STRESS_PROCS, sizeof(otp_term))};
+    report done, spawned;
+    report_init(&done);
+    report_init(&spawned);
+    st.done = &done;
+    g_stress = &st;
+    spawner_arg sa[2];
+    for (unsigned k = 0; k < nsh && k < 2; k++) {
+        sa[k] = (spawner_arg){&st, k * STRESS_PROCS / 2, (k + 1) * STRESS_PROCS / 2, &spawned};
+        otp_spawn_opts o = {.shard = (int)k};
+        assert_int_equal(otp_spawn(rt, NULL, spawner_main, &sa[k], &o, NULL, NULL), 0);
+    }
+    report_wait(&spawned, 2);
+    assert_int_equal(atomic_load(&st.errors), 0);
+    for (uint32_t i = 0; i < STRESS_PROCS; i++)
+        assert_int_equal(otp_runtime_send(rt, st.pids[i], OTP_ATOM_OK), 0);
+    report_wait(&done, 1);
+    assert_int_equal(atomic_load(&st.errors), 0);
+    assert_int_equal(atomic_load(&st.finished), STRESS_PROCS);
+    stop_rt(rt); /* terminate frees every state */
+    free(st.pids);
+    report_destroy(&done);
+    report_destroy(&spawned);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_start_stop),
-        cmocka_unit_test(test_stop_ends_blocked),
-        cmocka_unit_test(test_selective_receive),
-        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_start_stop),        cmocka_unit_test(test_stop_ends_blocked),
+        cmocka_unit_test(test_selective_receive), cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_stress_100k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
