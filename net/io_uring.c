@@ -188,7 +188,13 @@ static void prep_send(uring *u, otp__io_op *op)
      * io_uring); our loop in handle_send covers older kernels and caps. */
     unsigned flags = MSG_NOSIGNAL | (u->base.cfg.send_no_waitall ? 0 : MSG_WAITALL);
     struct io_uring_sqe *sqe = sqe_get(u);
-    io_uring_prep_sendmsg(sqe, op->priv.fd, &s->msg, flags);
+    /* One segment goes as a plain SEND: the kernel then has no msghdr and
+     * iovec to import (and keep, if the socket is full). */
+    if (s->msg.msg_iovlen == 1)
+        io_uring_prep_send(sqe, op->priv.fd, s->msg.msg_iov[0].iov_base, s->msg.msg_iov[0].iov_len,
+                           (int)flags);
+    else
+        io_uring_prep_sendmsg(sqe, op->priv.fd, &s->msg, flags);
     sqe->user_data = ud_op(op, TAG_OP);
 }
 
@@ -642,6 +648,7 @@ int otp__io_uring_create(otp__io **out, const otp__io_config *cfg)
     } need[] = {{IORING_OP_READ, "read"},
                 {IORING_OP_RECV, "recv"},
                 {IORING_OP_SENDMSG, "sendmsg"},
+                {IORING_OP_SEND, "send"},
                 {IORING_OP_ACCEPT, "accept"},
                 {IORING_OP_CONNECT, "connect"},
                 {IORING_OP_ASYNC_CANCEL, "async_cancel"},
