@@ -53,7 +53,8 @@
  * Threads: an otp__io and its ops belong to one thread (the shard's), which
  * makes every call below except otp__io_wake. otp__io_create may run on
  * another thread; the instance binds to the thread of its first
- * otp__io_wait. Callbacks run inside otp__io_wait, never inside a submission
+ * otp__io_wait (or of a submission that finds the io_uring SQ full before
+ * that). Callbacks run inside otp__io_wait, never inside a submission
  * call; a callback may submit, cancel and close, but must not call
  * otp__io_wait or otp__io_destroy.
  *
@@ -150,7 +151,19 @@ typedef struct otp__io_config {
                                instead of MSG_WAITALL's in-kernel retry */
     size_t send_chunk_max;  /* testing: cap each send syscall / SQE at this
                                many bytes (0: no cap) to force short writes */
+    unsigned uring_without; /* testing: OTP__IO_URING_NO_* features to act as
+                               if the kernel lacked, to run the fallbacks */
 } otp__io_config;
+
+enum {
+    OTP__IO_URING_NO_MULTISHOT = 1,   /* re-armed single-shot accepts (< 5.19) */
+    OTP__IO_URING_NO_CANCEL_FD = 2,   /* close cancels op by op (< 5.19) */
+    OTP__IO_URING_NO_MSG_RING = 4,    /* wake_from uses the eventfd (< 5.18) */
+    OTP__IO_URING_NO_SETUP_FLAGS = 8, /* no DEFER/COOP_TASKRUN, SUBMIT_ALL (< 5.18) */
+    OTP__IO_URING_NO_CQE_SKIP = 16,   /* every cancel posts a CQE (< 5.17) */
+    OTP__IO_URING_NO_EXT_ARG = 32,    /* timed waits through a timeout SQE (< 5.11) */
+    OTP__IO_URING_BASELINE = 63,      /* all of them: the 5.6 kernel this needs */
+};
 
 typedef struct otp__io_stats {
     uint64_t completions; /* callbacks made */
@@ -210,7 +223,8 @@ int otp__io_cancel(otp__io *io, otp__io_op *op);
 
 /* Close a socket used with this instance (sockets must be closed this way,
  * not with close(2)): its pending ops complete with -ECANCELED (or their own
- * result, as for otp__io_cancel). io_uring closes it at the next wait. */
+ * result, as for otp__io_cancel). With ops pending, io_uring closes it at the
+ * next wait, after cancelling them; otherwise it is closed on return. */
 int otp__io_close(otp__io *io, otp__sock fd);
 
 /* The shard's sleep. Flushes submissions and delivers completions; blocks

@@ -188,7 +188,13 @@ static void prep_send(uring *u, otp__io_op *op)
      * io_uring); our loop in handle_send covers older kernels and caps. */
     unsigned flags = MSG_NOSIGNAL | (u->base.cfg.send_no_waitall ? 0 : MSG_WAITALL);
     struct io_uring_sqe *sqe = sqe_get(u);
-    io_uring_prep_sendmsg(sqe, op->priv.fd, &s->msg, flags);
+    /* One segment goes as a plain SEND: the kernel then has no msghdr and
+     * iovec to import (and keep, if the socket is full). */
+    if (s->msg.msg_iovlen == 1)
+        io_uring_prep_send(sqe, op->priv.fd, s->msg.msg_iov[0].iov_base, s->msg.msg_iov[0].iov_len,
+                           (int)flags);
+    else
+        io_uring_prep_sendmsg(sqe, op->priv.fd, &s->msg, flags);
     sqe->user_data = ud_op(op, TAG_OP);
 }
 
@@ -293,12 +299,13 @@ static int u_cancel(otp__io *io, otp__io_op *op)
     return 0;
 }
 
-/* Cancel the socket's ops, then close it, both through the ring: an fd
- * closed under an in-flight request would leave the request holding the
- * socket open. Marking the ops keeps a short send or an accept re-arm from
- * resubmitting on a number that may belong to a new socket by then. The walk
- * is over this shard's in-flight ops: close is rare next to I/O, and it
- * spares every op an fd table. */
+/* With ops pending on the socket: cancel them, then close it, both through
+ * the ring, at the next wait; an fd closed under an in-flight request would
+ * leave the request holding the socket open. Marking the ops keeps a short
+ * send or an accept re-arm from resubmitting on a number that may belong to
+ * a new socket by then. Finding them walks this shard's in-flight ops:
+ * close is rare next to I/O, and it spares every op an fd table. With
+ * nothing pending the socket is simply closed now. */
 static int u_close(otp__io *io, otp__sock fd)
 {
     uring *u = U(io);
@@ -308,8 +315,10 @@ static int u_close(otp__io *io, otp__sock fd)
             op->priv.flags |= OTP__IO_F_CANCEL;
             n++;
         }
+    if (n == 0)
+        return close(fd) < 0 && errno != EINTR ? -errno : 0;
     struct io_uring_sqe *sqe;
-    if (n && u->cancel_fd) {
+    if (u->cancel_fd) {
         int r = reserve(u, 2);
         if (r)
             return r;
@@ -317,7 +326,7 @@ static int u_close(otp__io *io, otp__sock fd)
         io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
         sqe->user_data = TAG_IGNORE;
         sqe->flags |= IOSQE_IO_HARDLINK; /* close after the cancel, whatever it found */
-    } else if (n) {
+    } else {
         /* No cancel-by-fd (before 5.19): one cancel each. SQEs are issued in
          * order, so the close below still comes after all of them. */
         for (otp__io_op *op = u->inflight; op; op = op->priv.next) {
@@ -330,8 +339,6 @@ static int u_close(otp__io *io, otp__sock fd)
             io_uring_prep_cancel64(sqe, ud_op(op, TAG_OP), 0);
             sqe->user_data = TAG_IGNORE;
         }
-    }
-    if (!(n && u->cancel_fd)) {
         int r = reserve(u, 1);
         if (r)
             return r;
@@ -551,7 +558,9 @@ static void u_destroy(otp__io *io)
      * kernel says EEXIST otherwise); if the owner has exited, the kernel
      * cancelled its requests already. A 1 s bound keeps a stuck request
      * from hanging shutdown. */
-    if (!u->disabled && (u->inflight || u->wake_armed) && reserve(u, 1) == 0) {
+    /* A ring never waited on may still hold queued closes: enabling it here
+     * binds it to this thread, which is harmless at the end of its life. */
+    if (enable(u) == 0 && (u->inflight || u->wake_armed) && reserve(u, 1) == 0) {
         struct io_uring_sqe *sqe = sqe_get(u);
         io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
         sqe->user_data = TAG_IGNORE;
@@ -620,7 +629,8 @@ int otp__io_uring_create(otp__io **out, const otp__io_config *cfg)
     unsigned entries = cfg->entries ? cfg->entries : 256;
     struct io_uring_params p;
     int r = -EINVAL;
-    unsigned tier = 0;
+    unsigned without = cfg->uring_without;
+    unsigned tier = without & OTP__IO_URING_NO_SETUP_FLAGS ? 3 : 0;
     for (; tier < sizeof setup_tiers / sizeof setup_tiers[0]; tier++) {
         memset(&p, 0, sizeof p);
         /* A deep CQ: multishot accepts and many sockets finish in bursts. */
@@ -644,6 +654,7 @@ int otp__io_uring_create(otp__io **out, const otp__io_config *cfg)
     } need[] = {{IORING_OP_READ, "read"},
                 {IORING_OP_RECV, "recv"},
                 {IORING_OP_SENDMSG, "sendmsg"},
+                {IORING_OP_SEND, "send"},
                 {IORING_OP_ACCEPT, "accept"},
                 {IORING_OP_CONNECT, "connect"},
                 {IORING_OP_ASYNC_CANCEL, "async_cancel"},
@@ -666,11 +677,16 @@ int otp__io_uring_create(otp__io **out, const otp__io_config *cfg)
     /* No probe bit says "multishot accept" or "cancel by fd"; both came in
      * 5.19 with IORING_OP_SOCKET, whose bit does show. */
     bool v5_19 = io_uring_opcode_supported(probe, IORING_OP_SOCKET);
-    u->multishot_accept = v5_19;
-    u->cancel_fd = v5_19;
-    u->msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
-    u->cqe_skip = (p.features & IORING_FEAT_CQE_SKIP) != 0;
+    u->multishot_accept = v5_19 && !(without & OTP__IO_URING_NO_MULTISHOT);
+    u->cancel_fd = v5_19 && !(without & OTP__IO_URING_NO_CANCEL_FD);
+    u->msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
+                  !(without & OTP__IO_URING_NO_MSG_RING);
+    u->cqe_skip = (p.features & IORING_FEAT_CQE_SKIP) && !(without & OTP__IO_URING_NO_CQE_SKIP);
     io_uring_free_probe(probe);
+    /* liburing reads this bit to choose how to time a wait; clearing it
+     * makes it use the pre-5.11 way (a timeout SQE of its own). */
+    if (without & OTP__IO_URING_NO_EXT_ARG)
+        u->ring.features &= ~IORING_FEAT_EXT_ARG;
 
     /* Blocking on purpose: io_uring completes a read of an O_NONBLOCK file
      * with -EAGAIN instead of waiting for it on older kernels. */
@@ -688,7 +704,8 @@ int otp__io_uring_create(otp__io **out, const otp__io_config *cfg)
                          : "plain_taskrun",
              u->multishot_accept ? " multishot_accept" : "", u->cancel_fd ? " cancel_fd" : "",
              u->msg_ring ? " msg_ring" : "", u->cqe_skip ? " cqe_skip" : "",
-             (p.features & IORING_FEAT_EXT_ARG) ? " ext_arg" : "", tier <= 2 ? " submit_all" : "");
+             (u->ring.features & IORING_FEAT_EXT_ARG) ? " ext_arg" : "",
+             tier <= 2 ? " submit_all" : "");
     *out = &u->base;
     return 0;
 }

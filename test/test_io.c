@@ -44,6 +44,9 @@ typedef struct backend {
 
 static backend be_epoll = {"epoll", {.backend = OTP__IO_EPOLL}};
 static backend be_uring = {"io_uring", {.backend = OTP__IO_URING}};
+/* io_uring as a 5.6 kernel would have it: every fallback path taken. */
+static backend be_uring_old = {"io_uring",
+                               {.backend = OTP__IO_URING, .uring_without = OTP__IO_URING_BASELINE}};
 
 static uint64_t now_ms(void)
 {
@@ -818,6 +821,77 @@ static void test_cancel(void **state)
     otp__io_destroy(io);
 }
 
+/* An accept that ends itself from a connection's callback, by cancel or by
+ * closing its listener: the connections it had taken, then exactly one
+ * -ECANCELED. */
+typedef struct self_end {
+    otp__io *io;
+    otp__io_op op;
+    int lfd, conns, finals, fds[4];
+    int64_t final;
+    bool by_close;
+} self_end;
+
+static void self_end_done(otp__io_op *op, int64_t res)
+{
+    self_end *x = op->data;
+    if (res < 0) {
+        x->finals++;
+        x->final = res;
+        return;
+    }
+    if (x->conns < 4)
+        x->fds[x->conns] = (int)res;
+    else
+        close((int)res);
+    if (x->conns++ == 0) {
+        int r = x->by_close ? otp__io_close(x->io, x->lfd) : otp__io_cancel(x->io, op);
+        if (r != 0)
+            x->finals += 100; /* reported by the count check */
+    }
+}
+
+static void test_accept_ends_itself(void **state)
+{
+    const backend *b = *state;
+    for (int by_close = 0; by_close < 2; by_close++) {
+        self_end x = {.by_close = by_close};
+        x.io = make_io(b, NULL);
+        x.op = (otp__io_op){.done = self_end_done, .data = &x};
+        uint16_t port;
+        x.lfd = otp__tcp_listen("127.0.0.1", 0, 16, &port);
+        assert_true(x.lfd >= 0);
+        assert_int_equal(otp__io_accept(x.io, &x.op, x.lfd), 0);
+        struct sockaddr_storage ss;
+        socklen_t len;
+        assert_int_equal(otp__sockaddr_parse("127.0.0.1", port, &ss, &len), 0);
+        counted c[3];
+        int cfd[3];
+        for (int i = 0; i < 3; i++) {
+            counted_init(&c[i]);
+            cfd[i] = otp__tcp_socket(AF_INET);
+            assert_int_equal(
+                otp__io_connect(x.io, &c[i].op, cfd[i], (struct sockaddr *)&ss, len, 0), 0);
+        }
+        RUN_UNTIL(x.io, x.finals, "the accept's end");
+        assert_true(otp__io_wait(x.io, 0) >= 0);
+        assert_int_equal(x.finals, 1);
+        assert_int_equal(x.final, -ECANCELED);
+        assert_true(x.conns >= 1 && x.conns <= 3);
+        assert_false(otp__io_op_pending(&x.op));
+        for (int i = 0; i < x.conns && i < 4; i++)
+            otp__io_close(x.io, x.fds[i]);
+        if (!by_close)
+            otp__io_close(x.io, x.lfd);
+        /* The clients' connects all end one way or another (refused or
+         * reset once the listener is gone, or connected). */
+        RUN_UNTIL(x.io, c[0].calls && c[1].calls && c[2].calls, "the clients' connects");
+        for (int i = 0; i < 3; i++)
+            otp__io_close(x.io, cfd[i]);
+        otp__io_destroy(x.io);
+    }
+}
+
 /* ---- cross-thread wake ---- */
 
 #define WAKE_ROUNDS 100000
@@ -872,7 +946,7 @@ static void wake_rounds(const backend *b, bool from)
     otp__io_config cfg = b->cfg;
     cfg.wake = OTP__IO_WAKE_MSG_RING;
     otp__io *src = from ? make_io(b, &cfg) : NULL;
-    w->io = make_io(b, NULL); /* created here, owned by the sleeper from its first wait */
+    w->io = make_io(b, &b->cfg); /* created here, owned by the sleeper from its first wait */
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, sleeper, w), 0);
     uint64_t t0 = now_ms();
@@ -937,6 +1011,7 @@ static void test_wake_from(void **state)
     {                                                                                              \
         cmocka_unit_test_prestate(test_wait_timeout, &b),                                          \
             cmocka_unit_test_prestate(test_cancel, &b),                                            \
+            cmocka_unit_test_prestate(test_accept_ends_itself, &b),                                \
             cmocka_unit_test_prestate(test_echo_many, &b),                                         \
             cmocka_unit_test_prestate(test_large_transfer, &b),                                    \
             cmocka_unit_test_prestate(test_peer_close, &b),                                        \
@@ -953,6 +1028,7 @@ int main(void)
     };
     const struct CMUnitTest epoll_tests[] = BACKEND_TESTS(be_epoll);
     const struct CMUnitTest uring_tests[] = BACKEND_TESTS(be_uring);
+    const struct CMUnitTest uring_old_tests[] = BACKEND_TESTS(be_uring_old);
     int failed = cmocka_run_group_tests_name("io common", common, NULL, NULL);
     failed += cmocka_run_group_tests_name("io epoll", epoll_tests, NULL, NULL);
 
@@ -971,5 +1047,13 @@ int main(void)
     printf("# io_uring features: %s\n", otp__io_features(io));
     otp__io_destroy(io);
     failed += cmocka_run_group_tests_name("io io_uring", uring_tests, NULL, NULL);
+    r = otp__io_create(&io, &be_uring_old.cfg);
+    if (r != 0) {
+        printf("# otp__io_create(io_uring, baseline): %s\n", strerror(-r));
+        return 1;
+    }
+    printf("# io_uring with newer features switched off: %s\n", otp__io_features(io));
+    otp__io_destroy(io);
+    failed += cmocka_run_group_tests_name("io io_uring 5.6 baseline", uring_old_tests, NULL, NULL);
     return failed ? 1 : 0;
 }
