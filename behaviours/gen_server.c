@@ -56,7 +56,8 @@ typedef struct gs {
     gs_start *start;
     otp_term parent; /* start_link: the linked starter */
     bool inited;
-    bool shutdown; /* the runtime is stopping: terminate(shutdown) next */
+    bool shutdown;   /* the runtime is stopping: terminate(shutdown) next */
+    uint64_t cb_gen; /* callbacks run so far: tells a from still in its callback */
 } gs;
 
 static void gs_free(otp_proc *p)
@@ -114,7 +115,7 @@ static _Noreturn void gs_exit(otp_proc *p, gs *g, otp_term reason)
     otp__proc_exit_self(p, reason);
 }
 
-static bool from_parts(otp_term from_term, otp_from *f)
+static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
 {
     /* {Pid, Tag}; Tag is a ref or [alias | Ref] */
     if (otp_tuple_arity(from_term) != 2)
@@ -130,6 +131,11 @@ static bool from_parts(otp_term from_term, otp_from *f)
         otp_ref_parts(tag, &f->ref_node, &f->ref_creation, f->ref_words, &n) < 0)
         return false;
     f->ref_nwords = (uint8_t)n;
+    f->priv_pid = pid;
+    f->priv_tag = otp_tuple_get(from_term, 1);
+    f->priv_ref = tag;
+    f->priv_proc = self;
+    f->priv_gen = g->cb_gen;
     return true;
 }
 
@@ -139,6 +145,14 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
         return -OTP_EBADARG;
     otp_runtime *rt = self->sh->rt;
     otp_arena *a = otp_proc_arena(self);
+    if (from->priv_proc == self && self->beh == &gs_behaviour &&
+        from->priv_gen == ((gs *)self->beh_data)->cb_gen) {
+        /* Replying from the callback that got the call: its terms are
+         * still alive in our arena. */
+        otp_term to = otp__local_pid(rt, from->priv_pid);
+        if (to)
+            return otp__reply(self, to, from->priv_tag, from->priv_ref, reply);
+    }
     otp_term pid = otp_pid(a, from->pid_node, from->pid_id, from->pid_serial, from->pid_creation);
     otp_term ref =
         otp_ref(a, from->ref_node, from->ref_creation, from->ref_words, from->ref_nwords);
@@ -146,7 +160,7 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
     if (!to)
         return -OTP_EBADARG; /* remote callers: the distribution layer */
     otp_term tag = from->alias ? otp_cons(a, a_alias, ref) : ref;
-    return otp__reply(self, to, OTP_TUPLE(a, tag, reply), ref);
+    return otp__reply(self, to, tag, ref, reply);
 }
 
 static void handle_ret(otp_proc *p, gs *g, otp_gs_ret r, const otp_from *from)
@@ -199,7 +213,7 @@ static void gs_dispatch(otp_proc *p, gs *g, otp_term msg)
     otp_term tag = ar ? otp_tuple_get(msg, 0) : OTP_NONE;
     if (ar == 3 && tag == a_gen_call) {
         otp_from from;
-        if (!from_parts(otp_tuple_get(msg, 1), &from))
+        if (!from_parts(p, g, otp_tuple_get(msg, 1), &from))
             goto info; /* not a well-formed call: an ordinary message */
         if (!ops->handle_call)
             gs_exit(p, g, a_undef);
@@ -217,7 +231,7 @@ static void gs_dispatch(otp_proc *p, gs *g, otp_term msg)
         if (otp_tuple_arity(req) == 2 && otp_tuple_get(req, 0) == a_terminate) {
             otp_from from;
             otp_term reason = otp_tuple_get(req, 1);
-            if (from_parts(otp_tuple_get(msg, 1), &from)) {
+            if (from_parts(p, g, otp_tuple_get(msg, 1), &from)) {
                 /* sys:terminate is answered ok once terminate has run */
                 if (ops->terminate)
                     ops->terminate(p, reason, g->state);
@@ -252,6 +266,7 @@ static void gs_run(otp_proc *p)
         if (otp__take(p, NULL, &msg) < 0)
             break;
         gs_dispatch(p, g, msg);
+        g->cb_gen++;
         otp__proc_arena_release(p);
     }
 }
@@ -358,11 +373,8 @@ int otp_gen_server_call(otp_proc *self, otp_term server, otp_term request, uint6
         return rc;
     if (to == self->pid)
         return -OTP_EBADARG; /* calling oneself deadlocks (Erlang: exit calling_self) */
-    uint64_t id = otp__ref_new(sh);
-    otp_term ref = otp__ref_term(rt, a, id);
-    otp_term msg = OTP_TUPLE(a, a_gen_call, OTP_TUPLE(a, self->pid, ref), request);
     otp_term out = OTP_NONE;
-    rc = otp__call(self, to, named, msg, id, timeout_ms, &out);
+    rc = otp__call(self, to, named, a_gen_call, request, otp__ref_new(sh), timeout_ms, &out);
     if (reply)
         *reply = out;
     return rc;
@@ -396,11 +408,8 @@ int otp_gen_server_stop(otp_proc *self, otp_term server, otp_term reason, uint64
     if ((rc = otp_monitor(self, to, &mref)) < 0)
         return rc;
     otp_term out;
-    uint64_t id = otp__ref_new(sh);
-    otp_term ref = otp__ref_term(rt, a, id);
-    otp_term msg =
-        OTP_TUPLE(a, a_system, OTP_TUPLE(a, self->pid, ref), OTP_TUPLE(a, a_terminate, reason));
-    rc = otp__call(self, to, named, msg, id, timeout_ms, &out);
+    rc = otp__call(self, to, named, a_system, OTP_TUPLE(a, a_terminate, reason), otp__ref_new(sh),
+                   timeout_ms, &out);
     if (rc == -OTP_EEXIT)
         rc = 0; /* gone before answering: stopped all the same */
     if (rc == 0) {

@@ -40,7 +40,7 @@ void otp_arena_free(otp_arena *a)
     struct otp__block *b = a->blocks;
     while (b) {
         struct otp__block *n = b->next;
-        free(b);
+        otp__block_release(b);
         b = n;
     }
     free(a);
@@ -60,7 +60,7 @@ void otp_arena_reset(otp_arena *a)
     struct otp__block *b = keep->next;
     while (b) {
         struct otp__block *n = b->next;
-        free(b);
+        otp__block_release(b);
         b = n;
     }
     keep->next = NULL;
@@ -86,6 +86,7 @@ void *otp__arena_alloc_slow(otp_arena *a, size_t bytes)
     if (!b)
         return NULL;
     b->size = size;
+    b->release = NULL;
     b->base = (uint8_t *)b + block_header();
     a->bytes += size;
     if (own && a->blocks) {

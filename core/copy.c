@@ -72,7 +72,10 @@ static size_t object_bytes(otp_term t)
 otp_term otp_copy(otp_arena *dst, otp_term t)
 {
     otp_term result = OTP_NONE;
-    work_stack s = {.n = 0, .cap = 64};
+    /* Not `= {...}`: that would zero the whole inline array on every call. */
+    work_stack s;
+    s.n = 0;
+    s.cap = 64;
     s.w = s.inline_w;
     bool ok = wpush(&s, &result, t);
     while (ok && s.n > 0) {

@@ -5,9 +5,77 @@
 
 #include "msg.h"
 
+/* Small signals come from a per-thread cache: a call and its reply are two
+ * of them, and malloc/free was a sixth of a call's time. A block freed on
+ * another thread joins that thread's cache (the ring or queue that carried
+ * it ordered the hand-over); each cache is bounded and spills to free. */
+#define SIG_SMALL 256 /* bytes, header included */
+#if defined(__SANITIZE_ADDRESS__)
+#define SIG_CACHE_MAX 0 /* let ASan see every use after free */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIG_CACHE_MAX 0
+#endif
+#endif
+#ifndef SIG_CACHE_MAX
+#define SIG_CACHE_MAX 4096
+#endif
+
+static _Thread_local struct {
+    struct otp__block *head;
+    unsigned n;
+} sig_cache;
+
+static void sig_recycle(struct otp__block *b)
+{
+    if (sig_cache.n >= SIG_CACHE_MAX) {
+        free(b);
+        return;
+    }
+    b->next = sig_cache.head;
+    sig_cache.head = b;
+    sig_cache.n++;
+}
+
+void otp__sig_cache_drain(void)
+{
+    while (sig_cache.head) {
+        struct otp__block *b = sig_cache.head;
+        sig_cache.head = b->next;
+        free(b);
+    }
+    sig_cache.n = 0;
+}
+
+static otp__sig *sig_alloc(size_t data)
+{
+    otp__sig *s;
+    if (sizeof *s + data <= SIG_SMALL) {
+        struct otp__block *b = sig_cache.head;
+        if (b) {
+            sig_cache.head = b->next;
+            sig_cache.n--;
+            s = (otp__sig *)b;
+        } else if (!(s = malloc(SIG_SMALL))) {
+            return NULL;
+        }
+        s->blk.release = sig_recycle;
+        return s;
+    }
+    if (!(s = malloc(sizeof *s + data)))
+        return NULL;
+    s->blk.release = NULL;
+    return s;
+}
+
 static size_t term_bytes(otp_term t)
 {
     return otp_is_boxed(t) || otp_is_cons(t) ? otp_copy_size(t) : 0;
+}
+
+static inline bool is_compound(otp_term t)
+{
+    return otp_is_boxed(t) || otp_is_cons(t);
 }
 
 otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, otp_term b,
@@ -16,7 +84,7 @@ otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, ot
     size_t size = term_bytes(a) + term_bytes(b) + term_bytes(c);
     if (size > UINT32_MAX)
         return NULL;
-    otp__sig *s = malloc(sizeof *s + size);
+    otp__sig *s = sig_alloc(size);
     if (!s)
         return NULL;
     s->next = NULL;
@@ -38,9 +106,9 @@ otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, ot
      * exact, so no block is ever allocated, and shared binaries gain the
      * references that s then owns. */
     otp_arena view = {.top = (uint8_t *)s->data, .end = (uint8_t *)s->data + size};
-    s->a = otp_copy(&view, a);
-    s->b = otp_copy(&view, b);
-    s->c = otp_copy(&view, c);
+    s->a = is_compound(a) ? otp_copy(&view, a) : a;
+    s->b = is_compound(b) ? otp_copy(&view, b) : b;
+    s->c = is_compound(c) ? otp_copy(&view, c) : c;
     s->refcs = view.refcs;
     s->nrefcs = (uint16_t)view.nrefcs;
     bool failed = (a != OTP_NONE && s->a == OTP_NONE) || (b != OTP_NONE && s->b == OTP_NONE) ||
@@ -62,6 +130,43 @@ otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, ot
     return s;
 }
 
+otp__sig *otp__sig_build(unsigned kind, otp_term to, otp_term from, size_t size,
+                         otp_term (*fn)(otp_arena *a, void *ctx), void *ctx)
+{
+    if (size > UINT32_MAX)
+        return NULL;
+    otp__sig *s = sig_alloc(size);
+    if (!s)
+        return NULL;
+    s->next = NULL;
+    s->kind = (uint8_t)kind;
+    s->flags = 0;
+    s->to = to;
+    s->from = from;
+    s->ptr = NULL;
+    s->b = s->c = OTP_NONE;
+    s->data_size = (uint32_t)size;
+    otp_arena view = {.top = (uint8_t *)s->data, .end = (uint8_t *)s->data + size};
+    s->a = fn(&view, ctx);
+    s->refcs = view.refcs;
+    s->nrefcs = (uint16_t)view.nrefcs;
+    OTP_ASSERT(view.blocks == NULL);
+    if (OTP_UNLIKELY(s->a == OTP_NONE || view.blocks || view.nrefcs > UINT16_MAX)) {
+        if (view.nrefcs > UINT16_MAX) {
+            for (size_t i = 0; i < view.nrefcs; i++)
+                otp__refc_release(view.refcs[i]);
+            s->nrefcs = 0;
+        }
+        for (struct otp__block *blk = view.blocks, *n; blk; blk = n) {
+            n = blk->next;
+            free(blk);
+        }
+        otp__sig_free(s);
+        return NULL;
+    }
+    return s;
+}
+
 void otp__sig_free(otp__sig *s)
 {
     if (!s)
@@ -69,7 +174,7 @@ void otp__sig_free(otp__sig *s)
     for (size_t i = 0; i < s->nrefcs; i++)
         otp__refc_release(s->refcs[i]);
     free(s->refcs);
-    free(s);
+    otp__block_release(&s->blk);
 }
 
 void otp__sig_adopt(otp__sig *s, otp_arena *a)
@@ -82,7 +187,7 @@ void otp__sig_adopt(otp__sig *s, otp_arena *a)
     }
     free(s->refcs);
     if (s->data_size == 0) {
-        free(s);
+        otp__block_release(&s->blk);
         return;
     }
     s->blk.size = s->data_size;

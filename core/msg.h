@@ -55,6 +55,17 @@ typedef struct otp__sig {
 otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, otp_term b,
                        otp_term c);
 
+/* A signal whose first term (a) is built straight into the signal's own
+ * memory by fn, through an arena that allocates inside the block: `size`
+ * must bound what fn allocates (otp_copy_size of what it copies, plus the
+ * objects it makes). Saves building the term elsewhere and copying it. */
+otp__sig *otp__sig_build(unsigned kind, otp_term to, otp_term from, size_t size,
+                         otp_term (*fn)(otp_arena *a, void *ctx), void *ctx);
+
+/* Frees the calling thread's cache of small signal blocks (a thread that
+ * handled signals calls it before it ends). */
+void otp__sig_cache_drain(void);
+
 /* Frees a signal that was not adopted, dropping its binary references. */
 void otp__sig_free(otp__sig *s);
 

@@ -17,6 +17,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "otp/term.h"
@@ -251,7 +252,16 @@ struct otp__block {
     struct otp__block *next;
     size_t size; /* usable bytes at base */
     uint8_t *base;
+    void (*release)(struct otp__block *b); /* NULL: free(b) */
 };
+
+static inline void otp__block_release(struct otp__block *b)
+{
+    if (b->release)
+        b->release(b);
+    else
+        free(b);
+}
 
 /* Hands the malloc'd block b (with its terms) to arena a, which frees it on
  * free (and may reuse its memory after a reset). */

@@ -451,7 +451,7 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
             otp__make_runnable(p);
         break;
     case OTP__SIG_REPLY:
-        if (p->alias && otp__ref_id(sh->rt, s->b) == p->alias) {
+        if (p->alias && (uint64_t)(uintptr_t)s->ptr == p->alias) {
             enqueue_msg(p, s);
             return;
         }
@@ -1031,13 +1031,31 @@ void otp__wake(otp__shard *sh, otp_term pid)
         otp__route(sh, s);
 }
 
-int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term msg, uint64_t id,
+typedef struct call_msg {
+    otp_runtime *rt;
+    otp_term tag, self, req;
+    uint64_t id;
+} call_msg;
+
+/* {Tag, {Self, Ref}, Request}, built inside the signal. */
+static otp_term build_call(otp_arena *a, void *ctx)
+{
+    call_msg *c = ctx;
+    otp_term ref = otp__ref_term(c->rt, a, c->id);
+    otp_term req = otp_is_boxed(c->req) || otp_is_cons(c->req) ? otp_copy(a, c->req) : c->req;
+    return OTP_TUPLE(a, c->tag, OTP_TUPLE(a, c->self, ref), req);
+}
+
+int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_term req, uint64_t id,
               uint64_t timeout_ms, otp_term *reply)
 {
     otp__shard *sh = self->sh;
     if (!add_mon(self, id, to, named, true))
         return -OTP_ENOMEM;
-    otp__sig *s = otp__sig_new(OTP__SIG_MSG, to, self->pid, msg, OTP_NONE, OTP_NONE);
+    call_msg cm = {sh->rt, tag, self->pid, req, id};
+    size_t size = 5 * 8 + 3 * 8 + sizeof(otp__ref) +
+                  (otp_is_boxed(req) || otp_is_cons(req) ? otp_copy_size(req) : 0);
+    otp__sig *s = otp__sig_build(OTP__SIG_MSG, to, self->pid, size, build_call, &cm);
     if (!s) {
         del_mon(self, find_mon(self, id, true));
         return -OTP_ENOMEM;
@@ -1055,7 +1073,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term msg, uint64_
     for (;;) {
         for (; *pp; pp = &(*pp)->next) {
             otp__sig *r = *pp;
-            bool is_reply = r->kind == OTP__SIG_REPLY && otp__ref_id(sh->rt, r->b) == id;
+            bool is_reply = r->kind == OTP__SIG_REPLY && (uint64_t)(uintptr_t)r->ptr == id;
             bool is_down = (r->flags & OTP__SIGF_DOWN) && (uint64_t)(uintptr_t)r->ptr == id;
             if (!is_reply && !is_down)
                 continue;
@@ -1103,20 +1121,52 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term msg, uint64_
             return -OTP_ETIMEDOUT;
         }
         if (!armed && timeout_ms != OTP_INFINITY) {
-            otp__wheel_add(&sh->wheel, &self->timer.t, otp__now_ms() + timeout_ms);
+            /* The turn's clock, one ms late so the timeout is never short:
+             * a call must not pay for reading the clock. */
+            uint64_t at = sh->now_ms + 1;
+            at = timeout_ms > UINT64_MAX - at ? UINT64_MAX - 1 : at + timeout_ms;
+            otp__wheel_add(&sh->wheel, &self->timer.t, at);
             armed = true;
         }
         otp__suspend(self, OTP__P_WAITING);
     }
 }
 
-int otp__reply(otp_proc *self, otp_term to, otp_term msg, otp_term ref)
+typedef struct reply_msg {
+    otp_term tag, reply;
+} reply_msg;
+
+static otp_term copy_in(otp_arena *a, otp_term t)
+{
+    return otp_is_boxed(t) || otp_is_cons(t) ? otp_copy(a, t) : t;
+}
+
+static size_t copy_bytes(otp_term t)
+{
+    return otp_is_boxed(t) || otp_is_cons(t) ? otp_copy_size(t) : 0;
+}
+
+/* {Tag, Reply}, built inside the signal. */
+static otp_term build_reply(otp_arena *a, void *ctx)
+{
+    reply_msg *r = ctx;
+    otp_term tag = copy_in(a, r->tag);
+    return OTP_TUPLE(a, tag, copy_in(a, r->reply));
+}
+
+int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply)
 {
     otp__shard *sh = self->sh;
-    otp__sig *s = otp__sig_new(OTP__SIG_REPLY, to, self->pid, msg, ref, OTP_NONE);
+    reply_msg rm = {tag, reply};
+    otp__sig *s = otp__sig_build(OTP__SIG_REPLY, to, self->pid,
+                                 3 * 8 + copy_bytes(tag) + copy_bytes(reply), build_reply, &rm);
     if (!s)
         return -OTP_ENOMEM;
+    /* The alias this reply is for, as an id: the receiver and the waiting
+     * call compare it without looking inside the ref. */
     uint64_t id = otp__ref_id(sh->rt, ref);
+    s->ptr = (void *)(uintptr_t)id;
+    s->b = OTP_NONE;
     if (id && otp__drop_call_monitor(self, id, to))
         s->flags = OTP__SIGF_DEMON;
     otp__route(sh, s);

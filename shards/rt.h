@@ -122,6 +122,8 @@ struct otp__shard {
     otp__task *idle_tasks;
     otp__task *dead_task; /* finished on its own stack: freed by the loop */
     otp_proc *current;
+    unsigned handoffs; /* process-to-process switches left this turn */
+    bool held;         /* an outbox is over its limit: no process runs */
     otp_proc *rq_head, *rq_tail;
     otp__sigq local;                         /* signals to this shard's processes */
     otp__sigq *out;                          /* per destination shard: waiting for ring room */
@@ -272,13 +274,15 @@ void otp__add_link_pub(otp_proc *p, otp_term pid);
 int otp__add_mon_pub(otp_proc *p, uint64_t ref, otp_term other);
 /* Sends a WAKE to pid: a process waiting on a flag re-checks it. */
 void otp__wake(otp__shard *sh, otp_term pid);
-/* A call: monitors `to` (as `named` in a DOWN), sends msg marked as a call
- * with ref id, and waits for the REPLY with that ref or the DOWN. *reply:
+/* A call: monitors `to` (as `named` in a DOWN), sends {tag, {Self, Ref},
+ * req} marked as a call with ref id, and waits for the REPLY with that ref
+ * or the DOWN. *reply:
  * the reply (0), or the exit reason (-OTP_EEXIT / -OTP_ENOPROC). */
-int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term msg, uint64_t id,
+int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_term req, uint64_t id,
               uint64_t timeout_ms, otp_term *reply);
-/* A reply to a call: msg is {Tag, Reply}, ref the call's ref. */
-int otp__reply(otp_proc *self, otp_term to, otp_term msg, otp_term ref);
+/* A reply to a call: sends {Tag, Reply} to `to`; ref is the call's ref (the
+ * tag itself, or the ref inside [alias | Ref]). */
+int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply);
 int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *pid,
                otp_term *mref);
 void otp__proc_arena_release(otp_proc *p);

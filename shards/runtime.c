@@ -459,6 +459,7 @@ static void *shard_thread(void *arg)
     shard_enter(sh);
     otp__shard_loop(sh, false, NULL);
     otp__fiber_thread_exit();
+    otp__sig_cache_drain();
     return NULL;
 }
 
@@ -666,6 +667,7 @@ void otp_runtime_free(otp_runtime *rt)
     pthread_mutex_destroy(&rt->stop_lock);
     pthread_cond_destroy(&rt->stop_cond);
     free(rt);
+    otp__sig_cache_drain(); /* what freeing the shards left on this thread */
 }
 
 unsigned otp_runtime_shards(const otp_runtime *rt)
@@ -743,6 +745,7 @@ int otp_shard_run_forever(otp_runtime *rt, unsigned shard)
     if (rc < 0)
         return rc;
     otp__shard_loop(sh, false, NULL);
+    otp__sig_cache_drain();
     embedded_done(rt, sh);
     return 0;
 }

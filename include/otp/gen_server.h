@@ -31,6 +31,11 @@ typedef struct otp_from {
     uint32_t ref_words[5];
     uint8_t ref_nwords;
     bool alias; /* the tag was [alias | Ref] (OTP 24+ callers) */
+    /* Private: the call's own terms, valid while the callback that
+     * received it runs (a reply from there reuses them). */
+    otp_term priv_pid, priv_tag, priv_ref;
+    const void *priv_proc;
+    uint64_t priv_gen;
 } otp_from;
 
 typedef enum otp_gs_action {
