@@ -40,31 +40,33 @@ static void gs_atoms(void)
     pthread_once(&once, gs_atoms_once);
 }
 
-/* Who waits for init. */
+/* The start request: a spawn whose answer waits for init (a deferred
+ * xcall, see rt.h), so it never points into the starter's stack. */
 typedef struct gs_start {
-    int rc;
-    otp__sig *reason; /* init's stop reason, a copy */
-    otp__waiter *thread;
-    otp_term waiter;
-    _Atomic int done;
+    otp__spawn_req rq; /* first: the xcall */
+    otp__sig *reason;  /* init's stop reason, a copy */
 } gs_start;
 
 typedef struct gs {
     const otp_gen_server_ops *ops;
     void *state;
-    otp__sig *args; /* init's argument, until init */
-    gs_start *start;
+    otp__sig *args;  /* init's argument, until init */
+    gs_start *start; /* the starter's request, until init has run */
     otp_term parent; /* start_link: the linked starter */
     bool inited;
     bool shutdown;   /* the runtime is stopping: terminate(shutdown) next */
     uint64_t cb_gen; /* callbacks run so far: tells a from still in its callback */
 } gs;
 
+static void start_done(otp_proc *p, gs *g, int rc, otp_term reason);
+
 static void gs_free(otp_proc *p)
 {
     gs *g = p->beh_data;
     if (!g)
         return;
+    if (g->start) /* it died before init ran: the starter must hear of it */
+        start_done(p, g, -OTP_EEXIT, OTP_NONE);
     if (g->args)
         otp__sig_free(g->args);
     free(g);
@@ -94,17 +96,11 @@ static void start_done(otp_proc *p, gs *g, int rc, otp_term reason)
     g->start = NULL;
     if (!st)
         return;
-    st->rc = rc;
+    st->rq.x.rc = rc;
+    st->rq.pid = p->pid;
     if (reason != OTP_NONE)
         st->reason = otp__sig_new(OTP__SIG_MSG, 0, OTP_NONE, reason, OTP_NONE, OTP_NONE);
-    otp__waiter *w = st->thread;
-    otp_term waiter = st->waiter;
-    /* release: the starter reads st after it sees done */
-    atomic_store_explicit(&st->done, 1, memory_order_release);
-    if (w)
-        otp__waiter_signal(w);
-    else
-        otp__wake(p->sh, waiter);
+    otp__xcall_answer(p->sh, &st->rq.x);
 }
 
 /* Ends the server: terminate (if any), then exit. */
@@ -273,6 +269,41 @@ static void gs_run(otp_proc *p)
 
 /* ------------------------------------------------------------------ start */
 
+/* On the server's shard: spawn it; the answer waits for init. */
+static void gs_spawn_work(otp__shard *sh, otp__xcall *x)
+{
+    gs_start *st = (gs_start *)x;
+    gs *g = st->rq.beh_data;
+    g->start = st;
+    x->rc = otp__spawn_here(sh, &st->rq);
+    if (x->rc == 0)
+        x->deferred = true; /* start_done answers */
+    else
+        g->start = NULL;
+}
+
+/* On the starter's shard: a starter that died meanwhile leaves its copy
+ * of init's reason behind. */
+static void gs_spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *starter)
+{
+    gs_start *st = (gs_start *)x;
+    /* the parent's half of a link, as spawn does */
+    if (starter && x->rc == 0 && st->rq.opts.link && st->rq.parent)
+        otp__add_link_pub(starter, st->rq.pid);
+    else if (!starter && x->rc == 0 && st->rq.opts.link && st->rq.parent) {
+        otp__sig *s = otp__sig_new(OTP__SIG_EXIT, st->rq.pid, st->rq.parent, otp_atom("noproc"),
+                                   OTP_NONE, OTP_NONE);
+        if (s) {
+            s->flags = OTP__SIGF_LINK;
+            otp__route(sh, s);
+        }
+    }
+    if (!starter && st->reason) {
+        otp__sig_free(st->reason);
+        st->reason = NULL;
+    }
+}
+
 int otp_gen_server_start(otp_runtime *rt, otp_proc *caller, const otp_gen_server_ops *ops,
                          otp_term args, const otp_gen_server_opts *opts, otp_term *pid,
                          otp_term *reason)
@@ -281,63 +312,67 @@ int otp_gen_server_start(otp_runtime *rt, otp_proc *caller, const otp_gen_server
     if (!rt || !ops || !ops->init)
         return -OTP_EBADARG;
     otp__shard *here = otp__this_shard();
+    if (here && here->rt != rt)
+        here = NULL;
     if (caller && (!here || here->current != caller))
         return -OTP_ECONTEXT;
-    if (!caller && here && here->rt == rt)
+    if (!caller && here)
         return -OTP_ECONTEXT; /* the shard loop itself cannot wait for init */
+    if (!caller && opts && opts->link)
+        return -OTP_EBADARG; /* a thread has no process to link to */
+    if (atomic_load_explicit(&rt->state, memory_order_acquire) >= OTP__RT_STOPPING)
+        return -OTP_ESTOPPED;
     gs *g = calloc(1, sizeof *g);
-    if (!g)
+    gs_start *st = calloc(1, sizeof *st);
+    if (!g || !st) {
+        free(g);
+        free(st);
         return -OTP_ENOMEM;
+    }
     g->ops = ops;
     if (args != OTP_NIL && args != OTP_NONE) {
         g->args = otp__sig_new(OTP__SIG_MSG, 0, OTP_NONE, args, OTP_NONE, OTP_NONE);
         if (!g->args) {
             free(g);
+            free(st);
             return -OTP_ENOMEM;
         }
     }
-    gs_start st = {0};
-    otp__waiter w;
-    if (!caller) {
-        otp__waiter_init(&w);
-        st.thread = &w;
-    } else {
-        st.waiter = caller->pid;
-    }
-    g->start = &st;
-    otp__spawn_req rq = {.beh = &gs_behaviour, .beh_data = g};
-    rq.opts.shard = opts ? opts->shard : OTP_SHARD_ANY;
-    rq.opts.link = opts && opts->link;
-    rq.opts.trap_exit = opts && opts->trap_exit;
-    rq.opts.name = opts ? opts->name : 0;
-    if (rq.opts.link && caller)
-        g->parent = caller->pid;
-    otp_term child;
-    int rc = otp__spawn(rt, caller, &rq, &child, NULL);
-    if (rc < 0) {
+    otp__spawn_req *rq = &st->rq;
+    rq->beh = &gs_behaviour;
+    rq->beh_data = g;
+    rq->opts.shard = opts ? opts->shard : OTP_SHARD_ANY;
+    rq->opts.link = caller && opts && opts->link;
+    rq->opts.trap_exit = opts && opts->trap_exit;
+    rq->opts.name = opts ? opts->name : 0;
+    rq->parent = rq->opts.link ? caller->pid : 0;
+    g->parent = rq->parent;
+    rq->x.work = gs_spawn_work;
+    rq->x.back = gs_spawn_back;
+    unsigned n = rt->nshards;
+    int want = rq->opts.shard;
+    rq->x.target = want >= 0 ? (unsigned)want % n
+                   : want == OTP_SHARD_ANY && here
+                       ? here->index
+                       /* relaxed: only spreading */
+                       : atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed) % n;
+    int rc = otp__xcall_run(rt, caller, &rq->x);
+    if (rc == 0)
+        rc = rq->x.rc;
+    if (rc < 0 && rc != -OTP_EEXIT) {
+        /* never spawned: the behaviour data is still ours */
         gs_free(&(otp_proc){.beh_data = g});
-        if (!caller)
-            otp__waiter_destroy(&w);
-        return rc;
     }
-    /* Wait for init. */
-    if (!caller) {
-        otp__waiter_wait(&w);
-        otp__waiter_destroy(&w);
-    } else {
-        /* acquire: pairs with start_done's release */
-        while (!atomic_load_explicit(&st.done, memory_order_acquire))
-            otp__suspend(caller, OTP__P_WAITING);
-    }
-    if (st.reason) {
+    if (st->reason) {
         if (reason)
-            *reason = caller ? otp_copy(otp_proc_arena(caller), st.reason->a)
-                             : (otp_is_atom(st.reason->a) ? st.reason->a : OTP_NONE);
-        otp__sig_free(st.reason);
+            *reason = caller ? otp_copy(otp_proc_arena(caller), st->reason->a)
+                             : (otp_is_atom(st->reason->a) ? st->reason->a : OTP_NONE);
+        otp__sig_free(st->reason);
     }
     if (pid)
-        *pid = st.rc == 0 ? child : OTP_NONE;
-    return st.rc;
+        *pid = rc == 0 ? rq->pid : OTP_NONE;
+    free(st);
+    return rc;
 }
 
 /* ------------------------------------------------------------ call, cast */

@@ -28,7 +28,11 @@ static _Thread_local struct {
 
 static void sig_recycle(struct otp__block *b)
 {
-    if (sig_cache.n >= SIG_CACHE_MAX) {
+#if SIG_CACHE_MAX == 0
+    free(b);
+    return;
+#endif
+    if (sig_cache.n + 1 > SIG_CACHE_MAX) {
         free(b);
         return;
     }

@@ -262,10 +262,19 @@ static void del_mon(otp_proc *p, otp__mon *m)
 
 /* ------------------------------------------------------------- exits */
 
+static void tmsg_drop(otp__shard *sh, otp__tmsg *tm);
+
 static void proc_free(otp_proc *p)
 {
     otp__shard *sh = p->sh;
     otp__sig *s;
+    /* An answer that arrived but was never read; one still travelling is
+     * freed when it finds us gone. */
+    if (p->pending && atomic_load_explicit(&p->pending->done, memory_order_relaxed))
+        free(p->pending);
+    /* Erlang cancels send_after timers aimed at a pid that exits. */
+    while (p->timers)
+        tmsg_drop(sh, p->timers);
     while ((s = otp__sigq_pop(&p->mq)))
         otp__sig_free(s);
     if (p->beh && p->beh->free)
@@ -520,6 +529,7 @@ static int recv_from(otp_proc *self, otp__sig **start, otp_match_fn match, void 
             otp__sigq_unlink(&self->mq, pp);
             if (armed)
                 otp__wheel_cancel(&sh->wheel, &self->timer.t);
+            self->timed_out = false; /* a timer that fired as this arrived */
             otp_term m = s->a;
             otp__sig_adopt(s, proc_arena(self));
             if (msg)
@@ -671,19 +681,16 @@ int otp_link(otp_proc *self, otp_term pid)
         return otp_is_pid(pid) ? -OTP_ENOPROC : -OTP_EBADARG;
     if (to == self->pid)
         return 0;
-    if (otp__pid_shard(to) == sh->index) {
-        /* On our shard we can tell at once, as link/1 does for local pids. */
+    if (otp__pid_shard(to) == sh->index && !has_link(self, to, NULL)) {
+        /* On our shard we can tell at once whether it exists, as link/1
+         * does for local pids; the link itself still travels as a signal,
+         * behind whatever we sent it before. */
         otp_proc *p = otp__proc_lookup(sh, to);
         if (!p || p->state == OTP__P_EXITING) {
-            if (self->trap_exit) {
-                otp_arena *a = sh->scratch;
-                enqueue_built(self, OTP_TUPLE(a, atom_exit, to, atom_noproc));
-            }
+            if (self->trap_exit)
+                enqueue_built(self, OTP_TUPLE(sh->scratch, atom_exit, to, atom_noproc));
             return -OTP_ENOPROC;
         }
-        add_link(self, to);
-        add_link(p, self->pid);
-        return 0;
     }
     add_link(self, to);
     send_sig(sh, OTP__SIG_LINK, to, self->pid, OTP_NONE, OTP_NONE, OTP_NONE, 0);
@@ -723,6 +730,8 @@ int otp_monitor(otp_proc *self, otp_term target, otp_term *ref)
     uint64_t id = otp__ref_new(sh);
     if (ref)
         *ref = otp__ref_term(rt, a, id);
+    if (to == self->pid)
+        return 0; /* monitoring oneself makes no monitor in Erlang */
     if (!to) {
         /* No such name: the monitor fires at once. */
         enqueue_built(self, OTP_TUPLE(sh->scratch, atom_down, otp__ref_term(rt, sh->scratch, id),
@@ -764,11 +773,9 @@ int otp_demonitor(otp_proc *self, otp_term ref, unsigned flags)
         del_mon(self, m);
         was = 1;
     }
-    if (flags & OTP_DEMONITOR_FLUSH) {
-        if (recv_from(self, NULL, match_down_ref, &ref, 0, NULL) == 0)
-            was = 1;
-    }
-    return was;
+    if (flags & OTP_DEMONITOR_FLUSH)
+        recv_from(self, NULL, match_down_ref, &ref, 0, NULL);
+    return was; /* as demonitor(Ref, [info]): was the monitor active */
 }
 
 int otp_exit(otp_proc *self, otp_term pid, otp_term reason)
@@ -803,7 +810,11 @@ bool otp_trap_exit(otp_proc *self, bool on)
     return old;
 }
 
-/* ---------------------------------------------------------- send_after */
+/* ---------------------------------------------------------- send_after
+ *
+ * A timer lives on its target's shard when the target is a pid (so that
+ * it dies with the process, as Erlang's do), on the caller's shard when it
+ * is a name. Its id says which: id = ref id << 8 | owner shard. */
 
 static otp__tmsg **tbucket(otp__shard *sh, uint64_t id)
 {
@@ -821,9 +832,30 @@ static bool tmsg_unhash(otp__shard *sh, otp__tmsg *tm)
     return false;
 }
 
+static void tmsg_unlink_proc(otp__tmsg *tm)
+{
+    if (tm->pprev) {
+        *tm->pprev = tm->pnext;
+        if (tm->pnext)
+            tm->pnext->pprev = tm->pprev;
+        tm->pprev = NULL;
+        tm->pnext = NULL;
+    }
+}
+
+static void tmsg_drop(otp__shard *sh, otp__tmsg *tm)
+{
+    otp__wheel_cancel(&sh->wheel, &tm->kt.t);
+    tmsg_unhash(sh, tm);
+    tmsg_unlink_proc(tm);
+    otp__sig_free(tm->sig);
+    free(tm);
+}
+
 void otp__tmsg_fire(otp__shard *sh, otp__tmsg *tm)
 {
     tmsg_unhash(sh, tm);
+    tmsg_unlink_proc(tm);
     otp__sig *s = tm->sig;
     free(tm);
     otp_term to = resolve(sh->rt, s->to);
@@ -835,38 +867,118 @@ void otp__tmsg_fire(otp__shard *sh, otp__tmsg *tm)
     otp__route(sh, s);
 }
 
+/* Arms a timer on this shard (its owner). */
+static void tmsg_create(otp__shard *sh, uint64_t id, uint64_t deadline, otp__sig *sig)
+{
+    otp_proc *target = NULL;
+    if (!otp_is_atom(sig->to)) {
+        target = otp__proc_lookup(sh, sig->to);
+        if (!target || target->state == OTP__P_EXITING) {
+            otp__sig_free(sig); /* aimed at a dead pid: cancelled at once */
+            return;
+        }
+    }
+    if (!sh->tbuckets) {
+        sh->ntbuckets = 1024;
+        if (!(sh->tbuckets = calloc(sh->ntbuckets, sizeof *sh->tbuckets))) {
+            otp__sig_free(sig);
+            return;
+        }
+    }
+    otp__tmsg *tm = calloc(1, sizeof *tm);
+    if (!tm) {
+        otp__sig_free(sig);
+        return;
+    }
+    tm->kt.kind = OTP__TK_MSG;
+    tm->id = id;
+    tm->sig = sig;
+    otp__tmsg **b = tbucket(sh, id);
+    tm->hnext = *b;
+    *b = tm;
+    sh->ntimers++;
+    if (target) {
+        tm->pnext = target->timers;
+        if (tm->pnext)
+            tm->pnext->pprev = &tm->pnext;
+        target->timers = tm;
+        tm->pprev = &target->timers;
+    }
+    otp__wheel_add(&sh->wheel, &tm->kt.t, deadline);
+}
+
+typedef struct tmsg_req {
+    void (*fn)(otp__shard *, void *); /* first: a SIG_RUN function */
+    uint64_t id, deadline;
+    otp__sig *sig;
+} tmsg_req;
+
+static void tmsg_create_run(otp__shard *sh, void *arg)
+{
+    tmsg_req *rq = arg;
+    tmsg_create(sh, rq->id, rq->deadline, rq->sig);
+    free(rq);
+}
+
 int otp_send_after(otp_proc *self, uint64_t ms, otp_term dest, otp_term msg, otp_term *tref)
 {
     if (!is_self_call(self))
         return -OTP_ECONTEXT;
     otp__shard *sh = self->sh;
-    if (!otp_is_atom(dest) && !otp__local_pid(sh->rt, dest))
+    otp_term to = otp_is_atom(dest) ? dest : otp__local_pid(sh->rt, dest);
+    if (!to)
         return -OTP_EBADARG;
-    if (!sh->tbuckets) {
-        sh->ntbuckets = 1024;
-        sh->tbuckets = calloc(sh->ntbuckets, sizeof *sh->tbuckets);
-        if (!sh->tbuckets)
+    unsigned owner = otp_is_atom(to) ? sh->index : otp__pid_shard(to);
+    uint64_t id = otp__ref_new(sh) << 8 | owner;
+    otp__sig *sig = otp__sig_new(OTP__SIG_MSG, to, self->pid, msg, OTP_NONE, OTP_NONE);
+    if (!sig)
+        return -OTP_ENOMEM;
+    uint64_t deadline = otp__now_ms() + ms;
+    if (owner == sh->index) {
+        tmsg_create(sh, id, deadline, sig);
+    } else {
+        tmsg_req *rq = malloc(sizeof *rq);
+        otp__sig *run =
+            rq ? otp__sig_new(OTP__SIG_RUN, to, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE) : NULL;
+        if (!run) {
+            free(rq);
+            otp__sig_free(sig);
             return -OTP_ENOMEM;
+        }
+        *rq = (tmsg_req){tmsg_create_run, id, deadline, sig};
+        run->ptr = rq;
+        otp__route(sh, run);
     }
-    otp__tmsg *tm = calloc(1, sizeof *tm);
-    if (!tm)
-        return -OTP_ENOMEM;
-    tm->kt.kind = OTP__TK_MSG;
-    tm->id = otp__ref_new(sh);
-    tm->sig = otp__sig_new(OTP__SIG_MSG, otp_is_atom(dest) ? dest : otp__local_pid(sh->rt, dest),
-                           self->pid, msg, OTP_NONE, OTP_NONE);
-    if (!tm->sig) {
-        free(tm);
-        return -OTP_ENOMEM;
-    }
-    otp__tmsg **b = tbucket(sh, tm->id);
-    tm->hnext = *b;
-    *b = tm;
-    sh->ntimers++;
-    otp__wheel_add(&sh->wheel, &tm->kt.t, otp__now_ms() + ms);
     if (tref)
-        *tref = otp__ref_term(sh->rt, proc_arena(self), tm->id);
+        *tref = otp__ref_term(sh->rt, proc_arena(self), id);
     return 0;
+}
+
+/* Milliseconds left and the timer gone, or -OTP_ENOTFOUND. */
+static int64_t cancel_here(otp__shard *sh, uint64_t id)
+{
+    if (!sh->tbuckets)
+        return -OTP_ENOTFOUND;
+    for (otp__tmsg *tm = *tbucket(sh, id); tm; tm = tm->hnext)
+        if (tm->id == id) {
+            uint64_t now = otp__now_ms(),
+                     left = tm->kt.t.deadline > now ? tm->kt.t.deadline - now : 0;
+            tmsg_drop(sh, tm);
+            return (int64_t)left;
+        }
+    return -OTP_ENOTFOUND;
+}
+
+typedef struct cancel_req {
+    otp__xcall x; /* first */
+    uint64_t id;
+    int64_t left;
+} cancel_req;
+
+static void cancel_work(otp__shard *sh, otp__xcall *x)
+{
+    cancel_req *rq = (cancel_req *)x;
+    rq->left = cancel_here(sh, rq->id);
 }
 
 int64_t otp_cancel_timer(otp_proc *self, otp_term tref)
@@ -875,19 +987,23 @@ int64_t otp_cancel_timer(otp_proc *self, otp_term tref)
         return -OTP_ECONTEXT;
     otp__shard *sh = self->sh;
     uint64_t id = otp__ref_id(sh->rt, tref);
-    if (!id || !sh->tbuckets)
+    if (!id)
         return -OTP_ENOTFOUND;
-    for (otp__tmsg *tm = *tbucket(sh, id); tm; tm = tm->hnext)
-        if (tm->id == id) {
-            uint64_t now = otp__now_ms(),
-                     left = tm->kt.t.deadline > now ? tm->kt.t.deadline - now : 0;
-            otp__wheel_cancel(&sh->wheel, &tm->kt.t);
-            tmsg_unhash(sh, tm);
-            otp__sig_free(tm->sig);
-            free(tm);
-            return (int64_t)left;
-        }
-    return -OTP_ENOTFOUND;
+    unsigned owner = (unsigned)(id & (OTP__MAX_SHARDS - 1));
+    if (owner >= sh->rt->nshards)
+        return -OTP_ENOTFOUND;
+    if (owner == sh->index)
+        return cancel_here(sh, id);
+    cancel_req *rq = calloc(1, sizeof *rq);
+    if (!rq)
+        return -OTP_ENOMEM;
+    rq->x.work = cancel_work;
+    rq->x.target = owner;
+    rq->id = id;
+    int rc = otp__xcall_run(sh->rt, self, &rq->x);
+    int64_t left = rc < 0 ? rc : rq->left;
+    free(rq);
+    return left;
 }
 
 /* Frees the shard's pending send_after timers (at the end). */
@@ -935,33 +1051,21 @@ static void fill_info(otp_proc *p, otp_proc_info *out, bool asking_self)
 }
 
 typedef struct info_req {
-    void (*fn)(otp__shard *, void *); /* first: a SIG_RUN function */
+    otp__xcall x; /* first */
     otp_term pid;
-    otp_proc_info *out;
-    int rc;
-    otp__waiter *thread; /* a thread waits... */
-    otp_term waiter;     /* ...or this process, woken by a WAKE */
-    _Atomic int done;
+    otp_proc_info info;
 } info_req;
 
-static void info_run(otp__shard *sh, void *arg)
+static void info_work(otp__shard *sh, otp__xcall *x)
 {
-    info_req *rq = arg;
+    info_req *rq = (info_req *)x;
     otp_proc *p = otp__proc_lookup(sh, rq->pid);
     if (p && p->state != OTP__P_EXITING) {
-        fill_info(p, rq->out, false);
-        rq->rc = 0;
+        fill_info(p, &rq->info, false);
+        x->rc = 0;
     } else {
-        rq->rc = -OTP_ENOPROC;
+        x->rc = -OTP_ENOPROC;
     }
-    otp__waiter *w = rq->thread;
-    otp_term waiter = rq->waiter;
-    /* release: the asker reads rq after it sees done */
-    atomic_store_explicit(&rq->done, 1, memory_order_release);
-    if (w)
-        otp__waiter_signal(w);
-    else
-        otp__wake(sh, waiter);
 }
 
 int otp_process_info(otp_runtime *rt, otp_proc *self, otp_term pid, otp_proc_info *out)
@@ -970,37 +1074,31 @@ int otp_process_info(otp_runtime *rt, otp_proc *self, otp_term pid, otp_proc_inf
     if (!to || !out)
         return otp_is_pid(pid) && out ? -OTP_ENOPROC : -OTP_EBADARG;
     otp__shard *here = otp__this_shard();
-    if (here && here->rt == rt && otp__pid_shard(to) == here->index) {
+    if (here && here->rt != rt)
+        here = NULL;
+    if (here && otp__pid_shard(to) == here->index) {
+        /* What this shard sent before the question is delivered first, as
+         * Erlang orders process_info after the asker's earlier signals. */
+        otp__drain_local(here);
         otp_proc *p = otp__proc_lookup(here, to);
         if (!p || p->state == OTP__P_EXITING)
             return -OTP_ENOPROC;
         fill_info(p, out, p == here->current);
         return 0;
     }
-    if (here && here->rt == rt && !(self && is_self_call(self)))
+    if (here && !(self && is_self_call(self)))
         return -OTP_ECONTEXT; /* a shard's loop cannot block */
-    info_req rq = {.fn = info_run, .pid = to, .out = out};
-    otp__waiter w;
-    if (!here) {
-        otp__waiter_init(&w);
-        rq.thread = &w;
-    }
-    otp__sig *s = otp__sig_new(OTP__SIG_RUN, to, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
-    if (!s)
+    info_req *rq = calloc(1, sizeof *rq);
+    if (!rq)
         return -OTP_ENOMEM;
-    s->ptr = &rq;
-    if (!here) {
-        otp__inject(rt, otp__pid_shard(to), s);
-        otp__waiter_wait(&w);
-        otp__waiter_destroy(&w);
-        return rq.rc;
-    }
-    rq.waiter = self->pid;
-    otp__route(here, s);
-    /* acquire: pairs with the release in info_run, then rq is complete */
-    while (!atomic_load_explicit(&rq.done, memory_order_acquire))
-        otp__suspend(self, OTP__P_WAITING);
-    return rq.rc;
+    rq->x.work = info_work;
+    rq->x.target = otp__pid_shard(to);
+    rq->pid = to;
+    int rc = otp__xcall_run(rt, here ? self : NULL, &rq->x);
+    if (rc == 0 && (rc = rq->x.rc) == 0)
+        *out = rq->info;
+    free(rq);
+    return rc;
 }
 
 /* ----------------------------------------------------- calls (behaviours) */
@@ -1080,6 +1178,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             otp__sigq_unlink(&self->mq, pp);
             if (armed)
                 otp__wheel_cancel(&sh->wheel, &self->timer.t);
+            self->timed_out = false;
             self->alias = 0;
             otp_term m = r->a;
             if (is_reply) {

@@ -29,6 +29,7 @@
 
 typedef struct otp__shard otp__shard;
 typedef struct otp__task otp__task;
+typedef struct otp__xcall otp__xcall;
 
 /* A fiber and its stack. A plain process owns one for life; a behaviour
  * borrows one from the shard's idle list for as long as a callback runs. */
@@ -100,7 +101,9 @@ struct otp_proc {
     void *arg; /* fn's argument, or the behaviour's state */
     const otp__behaviour *beh;
     void *beh_data;
-    otp_term exit_reason; /* while exiting (lives in exit_arena) */
+    otp_term exit_reason;     /* while exiting (lives in exit_arena) */
+    otp__xcall *pending;      /* the request this process waits on, if any */
+    struct otp__tmsg *timers; /* send_after timers aimed at this process */
 };
 
 /* A timer made by send_after, found again by its ref id on cancel. */
@@ -109,6 +112,7 @@ typedef struct otp__tmsg {
     uint64_t id;
     otp__sig *sig; /* the message, its `to` a pid or a name */
     struct otp__tmsg *hnext;
+    struct otp__tmsg *pnext, **pprev; /* the target process's timers */
 } otp__tmsg;
 
 struct otp__shard {
@@ -238,26 +242,6 @@ void otp__shard_shutdown(otp__shard *sh);
 int otp__name_claim(otp_runtime *rt, otp_term name, otp_term pid);
 void otp__name_release(otp_runtime *rt, otp_term name, otp_term pid);
 
-/* ---- spawn requests, run on the target shard */
-typedef struct otp__spawn_req {
-    otp_proc_fn fn;
-    void *arg;
-    const otp__behaviour *beh;
-    void *beh_data;
-    otp_spawn_opts opts;
-    otp_term parent; /* pid or 0 */
-    uint64_t mref;   /* monitor ref id when opts.monitor */
-    /* the answer */
-    int rc;
-    otp_term pid;
-    /* who waits: a process (parent, resumed with a signal) or a thread */
-    pthread_mutex_t *lock;
-    pthread_cond_t *cond;
-    _Atomic int done;
-} otp__spawn_req;
-
-int otp__spawn_here(otp__shard *sh, otp__spawn_req *rq);
-
 /* ---- thread waiters (calls from outside the runtime) */
 typedef struct otp__waiter {
     pthread_mutex_t lock;
@@ -268,6 +252,54 @@ void otp__waiter_init(otp__waiter *w);
 void otp__waiter_destroy(otp__waiter *w);
 void otp__waiter_wait(otp__waiter *w);
 void otp__waiter_signal(otp__waiter *w);
+
+/* ---- requests to another shard (xcall)
+ *
+ * A process or a thread asks another shard to do something and waits for
+ * the answer. The request lives on the heap, never on the asker's stack: a
+ * process may be killed while it waits, and the other shard must never
+ * write into a stack that went back to the pool. The answer travels back
+ * as a signal to the asker's shard, which hands it over only if the asker
+ * is still alive and still waiting for it; otherwise it frees it. */
+struct otp__xcall {
+    void (*entry)(otp__shard *, void *); /* first: the SIG_RUN function */
+    /* On the target shard: do the work, fill the answer. */
+    void (*work)(otp__shard *sh, otp__xcall *x);
+    /* On the asker's shard when the answer arrives; asker is NULL when it
+     * died meanwhile (then undo what must be undone). May be NULL. */
+    void (*back)(otp__shard *sh, otp__xcall *x, otp_proc *asker);
+    otp_term asker;      /* the waiting process, 0 for a thread */
+    otp__waiter *thread; /* a waiting thread */
+    unsigned target;     /* shard */
+    bool returning;      /* travelling back */
+    bool deferred;       /* work() set it: the answer comes later (otp__xcall_answer) */
+    _Atomic int done;
+    int rc;
+};
+
+/* The target shard has the answer ready (after a deferred work()). */
+void otp__xcall_answer(otp__shard *sh, otp__xcall *x);
+
+/* Sends x to shard x->target and waits for the answer: self is the asking
+ * process (NULL from a thread outside the runtime). On the same shard the
+ * work runs at once. Returns 0 when x holds the answer (the caller then
+ * frees it), or -OTP_ECONTEXT (the shard loop cannot wait; x is freed). */
+int otp__xcall_run(otp_runtime *rt, otp_proc *self, otp__xcall *x);
+
+/* ---- spawn requests, run on the target shard */
+typedef struct otp__spawn_req {
+    otp__xcall x; /* first */
+    otp_proc_fn fn;
+    void *arg;
+    const otp__behaviour *beh;
+    void *beh_data;
+    otp_spawn_opts opts;
+    otp_term parent; /* pid or 0 */
+    uint64_t mref;   /* monitor ref id when opts.monitor */
+    otp_term pid;    /* the answer, with x.rc */
+} otp__spawn_req;
+
+int otp__spawn_here(otp__shard *sh, otp__spawn_req *rq);
 
 /* ---- for behaviours (proc.c) */
 void otp__add_link_pub(otp_proc *p, otp_term pid);
@@ -283,8 +315,10 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
 /* A reply to a call: sends {Tag, Reply} to `to`; ref is the call's ref (the
  * tag itself, or the ref inside [alias | Ref]). */
 int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply);
+/* Spawns per rq (heap-allocated; otp__spawn frees it). */
 int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *pid,
                otp_term *mref);
+void otp__drain_local(otp__shard *sh);
 void otp__proc_arena_release(otp_proc *p);
 bool otp__drop_call_monitor(otp_proc *self, uint64_t ref, otp_term caller);
 int otp__send_from(otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg, unsigned kind,

@@ -51,6 +51,109 @@ void otp__waiter_signal(otp__waiter *w)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* ------------------------------------------------------ cross-shard calls */
+
+static void xcall_back(otp__shard *sh, otp__xcall *x)
+{
+    otp_proc *p = otp__proc_lookup(sh, x->asker);
+    if (p && p->state != OTP__P_EXITING && p->pending == x) {
+        if (x->back)
+            x->back(sh, x, p);
+        /* relaxed: the asker runs on this thread */
+        atomic_store_explicit(&x->done, 1, memory_order_relaxed);
+        if (p->state == OTP__P_WAITING)
+            otp__make_runnable(p);
+        return;
+    }
+    if (x->back)
+        x->back(sh, x, NULL);
+    free(x);
+}
+
+void otp__xcall_answer(otp__shard *sh, otp__xcall *x)
+{
+    if (x->thread) {
+        otp__waiter *w = x->thread;
+        /* release: the thread reads the answer after it sees done */
+        atomic_store_explicit(&x->done, 1, memory_order_release);
+        otp__waiter_signal(w);
+        return;
+    }
+    if (otp__pid_shard(x->asker) == sh->index) {
+        xcall_back(sh, x);
+        return;
+    }
+    x->returning = true;
+    otp__sig *s = otp__sig_new(OTP__SIG_RUN, x->asker, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
+    if (!s)
+        return; /* out of memory: the asker waits in vain (and x leaks) */
+    s->ptr = x;
+    otp__route(sh, s);
+}
+
+static void xcall_entry(otp__shard *sh, void *arg)
+{
+    otp__xcall *x = arg;
+    if (x->returning) {
+        xcall_back(sh, x);
+        return;
+    }
+    x->work(sh, x);
+    if (!x->deferred)
+        otp__xcall_answer(sh, x);
+}
+
+int otp__xcall_run(otp_runtime *rt, otp_proc *self, otp__xcall *x)
+{
+    x->entry = xcall_entry;
+    otp__shard *here = otp__this_shard();
+    if (here && here->rt != rt)
+        here = NULL;
+    if (here && (!self || here->current != self))
+        return -OTP_ECONTEXT; /* the shard loop itself cannot wait */
+    if (here) {
+        x->asker = self->pid;
+        self->pending = x;
+        if (x->target == here->index) {
+            x->work(here, x);
+            if (!x->deferred) {
+                self->pending = NULL;
+                if (x->back)
+                    x->back(here, x, self);
+                return 0;
+            }
+        } else {
+            otp__sig *s = otp__sig_new(OTP__SIG_RUN, otp__mk_lpid(rt->node_slot, x->target, 0),
+                                       OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
+            if (!s) {
+                self->pending = NULL;
+                return -OTP_ENOMEM;
+            }
+            s->ptr = x;
+            otp__route(here, s);
+        }
+        /* acquire: pairs with the release of a thread answer (unused here,
+         * but harmless); a shard answer is set on this very thread */
+        while (!atomic_load_explicit(&x->done, memory_order_acquire))
+            otp__suspend(self, OTP__P_WAITING);
+        self->pending = NULL;
+        return 0;
+    }
+    otp__sig *s = otp__sig_new(OTP__SIG_RUN, otp__mk_lpid(rt->node_slot, x->target, 0), OTP_NONE,
+                               OTP_NONE, OTP_NONE, OTP_NONE);
+    if (!s)
+        return -OTP_ENOMEM;
+    s->ptr = x;
+    otp__waiter w;
+    otp__waiter_init(&w);
+    x->thread = &w;
+    otp__inject(rt, x->target, s);
+    otp__waiter_wait(&w);
+    otp__waiter_destroy(&w);
+    x->thread = NULL;
+    return 0;
+}
+
 /* --------------------------------------------------------------- registry */
 
 int otp__name_claim(otp_runtime *rt, otp_term name, otp_term pid)
@@ -83,12 +186,8 @@ otp_term otp_whereis(otp_runtime *rt, otp_term name)
 /* A register that must happen on the pid's shard, where its `name` field
  * and its liveness are known. */
 typedef struct reg_req {
-    void (*fn)(otp__shard *, void *); /* first: a SIG_RUN function */
+    otp__xcall x; /* first */
     otp_term name, pid;
-    int rc;
-    otp__waiter *thread;
-    otp_term waiter;
-    _Atomic int done;
 } reg_req;
 
 static int register_here(otp__shard *sh, otp_term name, otp_term pid)
@@ -104,18 +203,10 @@ static int register_here(otp__shard *sh, otp_term name, otp_term pid)
     return rc;
 }
 
-static void reg_run(otp__shard *sh, void *arg)
+static void reg_work(otp__shard *sh, otp__xcall *x)
 {
-    reg_req *rq = arg;
-    rq->rc = register_here(sh, rq->name, rq->pid);
-    otp__waiter *w = rq->thread;
-    otp_term waiter = rq->waiter;
-    /* release: the asker reads rc after it sees done */
-    atomic_store_explicit(&rq->done, 1, memory_order_release);
-    if (w)
-        otp__waiter_signal(w);
-    else
-        otp__wake(sh, waiter);
+    reg_req *rq = (reg_req *)x;
+    x->rc = register_here(sh, rq->name, rq->pid);
 }
 
 int otp_register(otp_runtime *rt, otp_term name, otp_term pid)
@@ -126,33 +217,22 @@ int otp_register(otp_runtime *rt, otp_term name, otp_term pid)
     if (!to)
         return otp_is_pid(pid) ? -OTP_ENOPROC : -OTP_EBADARG;
     otp__shard *here = otp__this_shard();
-    if (here && here->rt == rt && otp__pid_shard(to) == here->index)
+    if (here && here->rt == rt && otp__pid_shard(to) == here->index) {
+        otp__drain_local(here); /* signals sent before come first */
         return register_here(here, name, to);
-    reg_req rq = {.fn = reg_run, .name = name, .pid = to};
-    otp__sig *s = otp__sig_new(OTP__SIG_RUN, to, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
-    if (!s)
+    }
+    reg_req *rq = calloc(1, sizeof *rq);
+    if (!rq)
         return -OTP_ENOMEM;
-    s->ptr = &rq;
-    if (!here || here->rt != rt) {
-        otp__waiter w;
-        otp__waiter_init(&w);
-        rq.thread = &w;
-        otp__inject(rt, otp__pid_shard(to), s);
-        otp__waiter_wait(&w);
-        otp__waiter_destroy(&w);
-        return rq.rc;
-    }
-    otp_proc *self = here->current;
-    if (!self) {
-        otp__sig_free(s);
-        return -OTP_ECONTEXT;
-    }
-    rq.waiter = self->pid;
-    otp__route(here, s);
-    /* acquire: pairs with reg_run's release */
-    while (!atomic_load_explicit(&rq.done, memory_order_acquire))
-        otp__suspend(self, OTP__P_WAITING);
-    return rq.rc;
+    rq->x.work = reg_work;
+    rq->x.target = otp__pid_shard(to);
+    rq->name = name;
+    rq->pid = to;
+    int rc = otp__xcall_run(rt, here && here->rt == rt ? here->current : NULL, &rq->x);
+    if (rc == 0)
+        rc = rq->x.rc;
+    free(rq);
+    return rc;
 }
 
 typedef struct unreg_req {
@@ -252,26 +332,44 @@ int otp__spawn_here(otp__shard *sh, otp__spawn_req *rq)
     return 0;
 }
 
-typedef struct spawn_hop {
-    void (*fn)(otp__shard *, void *);
-    otp__spawn_req *rq;
-    otp__waiter *thread; /* a thread waits... */
-    otp_term waiter;     /* ...or this process, woken by a WAKE */
-    _Atomic int done;
-} spawn_hop;
-
-static void spawn_run(otp__shard *sh, void *arg)
+static void spawn_work(otp__shard *sh, otp__xcall *x)
 {
-    spawn_hop *h = arg;
-    h->rq->rc = otp__spawn_here(sh, h->rq);
-    otp__waiter *w = h->thread;
-    otp_term waiter = h->waiter;
-    /* release: the spawner reads the request after it sees done */
-    atomic_store_explicit(&h->done, 1, memory_order_release);
-    if (w)
-        otp__waiter_signal(w);
-    else
-        otp__wake(sh, waiter);
+    x->rc = otp__spawn_here(sh, (otp__spawn_req *)x);
+}
+
+/* On the parent's shard, before anything the child sends can arrive (it
+ * travels the same way, later): the parent's half of link and monitor. */
+static void spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *parent)
+{
+    otp__spawn_req *rq = (otp__spawn_req *)x;
+    if (x->rc != 0 || !rq->parent)
+        return;
+    if (parent) {
+        if (rq->opts.link)
+            otp__add_link_pub(parent, rq->pid);
+        if (rq->opts.monitor)
+            otp__add_mon_pub(parent, rq->mref, rq->pid);
+        return;
+    }
+    /* The parent died before it learnt its child's pid: the child's half
+     * of the link points at a dead process, which Erlang would have
+     * signalled. */
+    if (rq->opts.link) {
+        otp__sig *s = otp__sig_new(OTP__SIG_EXIT, rq->pid, rq->parent, otp_atom("noproc"), OTP_NONE,
+                                   OTP_NONE);
+        if (s) {
+            s->flags = OTP__SIGF_LINK;
+            otp__route(sh, s);
+        }
+    }
+    if (rq->opts.monitor) {
+        otp__sig *s =
+            otp__sig_new(OTP__SIG_DEMONITOR, rq->pid, rq->parent, OTP_NONE, OTP_NONE, OTP_NONE);
+        if (s) {
+            s->a = (otp_term)rq->mref;
+            otp__route(sh, s);
+        }
+    }
 }
 
 static unsigned pick_shard(otp_runtime *rt, otp__shard *here, int want)
@@ -289,61 +387,36 @@ int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *
     otp__shard *here = otp__this_shard();
     if (here && here->rt != rt)
         here = NULL;
+    int rc = 0;
     if (parent && (!here || here->current != parent))
-        return -OTP_ECONTEXT;
-    if (!parent && (rq->opts.link || rq->opts.monitor))
-        return -OTP_EBADARG;
-    if (atomic_load_explicit(&rt->state, memory_order_acquire) >= OTP__RT_STOPPING)
-        return -OTP_ESTOPPED;
-    if (here && !parent && here->current)
-        parent = NULL; /* from a callback without a handle: fine, no link */
-    unsigned to = pick_shard(rt, here, rq->opts.shard);
+        rc = -OTP_ECONTEXT;
+    else if (!parent && (rq->opts.link || rq->opts.monitor))
+        rc = -OTP_EBADARG;
+    else if (atomic_load_explicit(&rt->state, memory_order_acquire) >= OTP__RT_STOPPING)
+        rc = -OTP_ESTOPPED;
+    if (rc < 0) {
+        free(rq);
+        return rc;
+    }
+    rq->x.target = pick_shard(rt, here, rq->opts.shard);
+    if (!rq->x.work)
+        rq->x.work = spawn_work;
+    if (!rq->x.back)
+        rq->x.back = spawn_back;
     rq->parent = parent ? parent->pid : 0;
     if (parent && rq->opts.monitor)
         rq->mref = otp__ref_new(here);
-    if (here && to == here->index) {
-        rq->rc = otp__spawn_here(here, rq);
-    } else {
-        spawn_hop h = {.fn = spawn_run, .rq = rq};
-        otp_term target = otp__mk_lpid(rt->node_slot, to, 0); /* any pid of that shard */
-        otp__sig *s = otp__sig_new(OTP__SIG_RUN, target, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
-        if (!s)
-            return -OTP_ENOMEM;
-        s->ptr = &h;
-        if (!here) {
-            otp__waiter w;
-            otp__waiter_init(&w);
-            h.thread = &w;
-            otp__inject(rt, to, s);
-            otp__waiter_wait(&w);
-            otp__waiter_destroy(&w);
-        } else {
-            otp_proc *self = here->current;
-            if (!self) {
-                otp__sig_free(s);
-                return -OTP_ECONTEXT; /* the loop itself cannot wait */
-            }
-            h.waiter = self->pid;
-            otp__route(here, s);
-            /* acquire: pairs with spawn_run's release */
-            while (!atomic_load_explicit(&h.done, memory_order_acquire))
-                otp__suspend(self, OTP__P_WAITING);
-        }
-    }
-    if (rq->rc < 0)
-        return rq->rc;
-    if (parent && rq->opts.link) {
-        /* Our half of the link; the child added its half on its shard. */
-        otp__add_link_pub(parent, rq->pid);
-    }
-    if (parent && rq->opts.monitor) {
-        otp__add_mon_pub(parent, rq->mref, rq->pid);
-        if (mref)
+    rc = otp__xcall_run(rt, parent ? parent : (here ? here->current : NULL), &rq->x);
+    if (rc == 0)
+        rc = rq->x.rc;
+    if (rc >= 0) {
+        if (parent && rq->opts.monitor && mref)
             *mref = otp__ref_term(rt, otp_proc_arena(parent), rq->mref);
+        if (pid)
+            *pid = rq->pid;
     }
-    if (pid)
-        *pid = rq->pid;
-    return 0;
+    free(rq);
+    return rc;
 }
 
 int otp_spawn(otp_runtime *rt, otp_proc *parent, otp_proc_fn fn, void *arg,
@@ -351,12 +424,16 @@ int otp_spawn(otp_runtime *rt, otp_proc *parent, otp_proc_fn fn, void *arg,
 {
     if (!rt || !fn)
         return -OTP_EBADARG;
-    otp__spawn_req rq = {.fn = fn, .arg = arg};
+    otp__spawn_req *rq = calloc(1, sizeof *rq);
+    if (!rq)
+        return -OTP_ENOMEM;
+    rq->fn = fn;
+    rq->arg = arg;
     if (opts)
-        rq.opts = *opts;
+        rq->opts = *opts;
     else
-        rq.opts.shard = OTP_SHARD_ANY;
-    return otp__spawn(rt, parent, &rq, pid, mref);
+        rq->opts.shard = OTP_SHARD_ANY;
+    return otp__spawn(rt, parent, rq, pid, mref);
 }
 
 /* ---------------------------------------------------------------- shards */

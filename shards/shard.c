@@ -370,6 +370,11 @@ static void drain_local(otp__shard *sh)
         otp__deliver(sh, s);
 }
 
+void otp__drain_local(otp__shard *sh)
+{
+    drain_local(sh);
+}
+
 static void timer_fired(otp__timer *t, void *ctx)
 {
     otp__shard *sh = ctx;

@@ -124,13 +124,12 @@ static const scenario SCENARIOS[] = {
                " {b, [{recv, infinity}, {unlink, a}, {monitor, a, k1}, {send, a, unlinked},"
                " {recv, infinity}, stay]}]",
      .erlang = "a=foo [unlinked]; b=alive [go,{'DOWN',k1,process,a,foo}]"},
-    {.name = "relink_after_unlink",
-     .script = "[{a, [{link, b}, {unlink, b}, {link, b}, {send, b, go}, {recv, infinity}]},"
-               " {b, [{recv, infinity}, {info, b, links}, {die, foo}]}]",
-     .erlang = "a=foo []; b=foo [go,{info,b,links,1}]",
-     .bug = "otp_link on one shard (proc.c) links both ends at once, but the earlier unlink's "
-            "UNLINK is still queued and then removes b's new half",
-     .bug_in = PLACE_SAME},
+    {
+        .name = "relink_after_unlink",
+        .script = "[{a, [{link, b}, {unlink, b}, {link, b}, {send, b, go}, {recv, infinity}]},"
+                  " {b, [{recv, infinity}, {info, b, links}, {die, foo}]}]",
+        .erlang = "a=foo []; b=foo [go,{info,b,links,1}]",
+    },
     /* OTP 25: link/1 to a dead local pid raises noproc */
     {.name = "link_dead_pid_not_trapping",
      .script = "[{a, [{monitor, b, k1}, {send, b, go}, {recv_down, k1, infinity}, {link, b},"
@@ -149,13 +148,12 @@ static const scenario SCENARIOS[] = {
      .erlang = "a=normal [{'DOWN',k1,process,b,normal},still_here,{'EXIT',b,noproc}]; "
                "b=normal [go]"},
     /* link/1 is a signal after our kill: noproc */
-    {.name = "link_after_exit_signal",
-     .script = "[{a, [trap], [{exit, b, kill}, {link, b}, {recv, infinity}]},"
-               " {b, [{recv, infinity}]}]",
-     .erlang = "a=normal [{'EXIT',b,noproc}]; b=killed []",
-     .bug = "otp_link on one shard (proc.c) links at once to a process whose kill signal is "
-            "still queued; Erlang handles the link after the kill: noproc",
-     .bug_in = PLACE_SAME},
+    {
+        .name = "link_after_exit_signal",
+        .script = "[{a, [trap], [{exit, b, kill}, {link, b}, {recv, infinity}]},"
+                  " {b, [{recv, infinity}]}]",
+        .erlang = "a=normal [{'EXIT',b,noproc}]; b=killed []",
+    },
     {.name = "monitor_after_exit_signal",
      .script = "[{a, [{exit, b, kill}, {monitor, b, k1}, {recv, infinity}]},"
                " {b, [{recv, infinity}]}]",
@@ -282,19 +280,19 @@ static const scenario SCENARIOS[] = {
      .erlang = "a=foo []; b=foo [go]"},
     /* ---- spawn_link, spawn_monitor */
     /* the child exits at once */
-    {.name = "spawn_link_shutdown_trapping",
-     .script = "[{a, [trap], [{spawn_link, b}, {recv, infinity}]},"
-               " {b, [dynamic], [{die, {shutdown, x}}]}]",
-     .erlang = "a=normal [{'EXIT',b,{shutdown,x}}]; b=dyn []",
-     .bug = "otp__spawn (runtime.c) adds the parent's half of the link only when the parent "
-            "resumes; the child's EXIT arrives first and is dropped as `unlinked meanwhile`",
-     .bug_in = PLACE_SPREAD},
+    {
+        .name = "spawn_link_shutdown_trapping",
+        .script = "[{a, [trap], [{spawn_link, b}, {recv, infinity}]},"
+                  " {b, [dynamic], [{die, {shutdown, x}}]}]",
+        .erlang = "a=normal [{'EXIT',b,{shutdown,x}}]; b=dyn []",
+    },
     {.name = "spawn_link_shutdown_not_trapping",
      .script = "[{a, [{spawn_link, b}, {recv, infinity}]},"
                " {b, [dynamic], [{die, {shutdown, x}}]}]",
      .erlang = "a={shutdown,x} []; b=dyn []",
-     .bug = "otp__spawn (runtime.c) adds the parent's half of the link only when the parent "
-            "resumes; the child's EXIT arrives first and is dropped as `unlinked meanwhile`",
+     .bug = "the parent, waiting for a spawn on another shard, is killed by its child's "
+            "exit before spawn_link returns, so it never sees the pid: Erlang handles "
+            "the exit only after the spawn returns (a known deviation)",
      .bug_in = PLACE_SPREAD},
     /* the same, the child exiting only when told */
     {.name = "spawn_link_child_waits",
@@ -309,13 +307,12 @@ static const scenario SCENARIOS[] = {
                " {send, c, {b_got, done}}]},"
                " {c, [{recv, infinity}]}]",
      .erlang = "a=foo [up]; b=dyn [{'EXIT',a,foo}]; c=normal [{b_got,done}]"},
-    {.name = "spawn_monitor_immediate_exit",
-     .script = "[{a, [{spawn_monitor, b, k1}, {recv, infinity}]},"
-               " {b, [dynamic], [{die, foo}]}]",
-     .erlang = "a=normal [{'DOWN',k1,process,b,foo}]; b=dyn []",
-     .bug = "otp__spawn (runtime.c) adds the parent's monitor only when the parent resumes; "
-            "the child's DOWN arrives first and is dropped as `demonitored meanwhile`",
-     .bug_in = PLACE_SPREAD},
+    {
+        .name = "spawn_monitor_immediate_exit",
+        .script = "[{a, [{spawn_monitor, b, k1}, {recv, infinity}]},"
+                  " {b, [dynamic], [{die, foo}]}]",
+        .erlang = "a=normal [{'DOWN',k1,process,b,foo}]; b=dyn []",
+    },
     {.name = "spawn_monitor_child_waits",
      .script = "[{a, [{spawn_monitor, b, k1}, {send, b, go}, {recv, infinity}]},"
                " {b, [dynamic], [{recv, infinity}, {die, foo}]}]",
@@ -349,9 +346,7 @@ static const scenario SCENARIOS[] = {
     {.name = "monitor_self",
      .script = "[{a, [{monitor, a, k1}, {info, a, monitors}, {demonitor, k1, [info]},"
                " {info, a, monitors}, {recv, 0}]}]",
-     .erlang = "a=normal [{info,a,monitors,0},{demonitor,k1,false},{info,a,monitors,0},timeout]",
-     .bug = "otp_monitor of self (proc.c) creates a monitor: process_info counts it and "
-            "demonitor [info] says true; Erlang creates none"},
+     .erlang = "a=normal [{info,a,monitors,0},{demonitor,k1,false},{info,a,monitors,0},timeout]"},
     /* no DOWN for a demonitored ref */
     {.name = "demonitor_before_exit",
      .script = "[{a, [{monitor, b, k1}, {monitor, b, k2}, {demonitor, k1}, {send, b, go},"
@@ -377,14 +372,13 @@ static const scenario SCENARIOS[] = {
                " {b, [{recv, infinity}]}]",
      .erlang = "a=normal [{demonitor,k1,true},{demonitor,k1,false},{demonitor,k2,false},"
                "{'DOWN',k2,process,b,normal}]; b=normal [go]"},
-    {.name = "demonitor_flush_info_after_down",
-     .script = "[{a, [{monitor, b, k1}, {send, b, go}, {await_queue, 1},"
-               " {demonitor, k1, [flush, info]}, {recv, 0}]},"
-               " {b, [{recv, infinity}]}]",
-     .erlang = "a=normal [{demonitor,k1,false},timeout]; b=normal [go]",
-     /* runtime.h: otp_demonitor returns 1 when flush took a DOWN; Erlang's [flush, info] says
-      * false: the monitor was gone already */
-     .ours = "a=normal [{demonitor,k1,true},timeout]; b=normal [go]"},
+    {
+        .name = "demonitor_flush_info_after_down",
+        .script = "[{a, [{monitor, b, k1}, {send, b, go}, {await_queue, 1},"
+                  " {demonitor, k1, [flush, info]}, {recv, 0}]},"
+                  " {b, [{recv, infinity}]}]",
+        .erlang = "a=normal [{demonitor,k1,false},timeout]; b=normal [go]",
+    },
     /* ---- order between one pair */
     /* b sends m1 then exits r: m1 before {'EXIT', b, r} */
     {.name = "order_msg_before_exit",
@@ -473,32 +467,28 @@ static const scenario SCENARIOS[] = {
      .script = "[{a, [{send_after, 100000, b, tick, t1}, {monitor, b, k1}, {send, b, go},"
                " {recv_down, k1, infinity}, {cancel_timer, t1}]},"
                " {b, [{recv, infinity}]}]",
-     .erlang = "a=normal [{'DOWN',k1,process,b,normal},{cancel_timer,t1,false}]; b=normal [go]",
-     .bug = "a send_after timer to a pid outlives that process (proc.c); Erlang cancels it, "
-            "so cancel_timer says false"},
+     .erlang = "a=normal [{'DOWN',k1,process,b,normal},{cancel_timer,t1,false}]; b=normal [go]"},
     /* any process may cancel a timer by its ref */
-    {.name = "cancel_timer_other_process",
-     .script = "[{a, [{send_after, 100000, b, tick, t1}, {send, b, go}]},"
-               " {b, [{recv_tag, go, infinity}, {cancel_timer, t1}, {cancel_timer, t1}]}]",
-     .erlang = "a=normal []; b=normal [go,{cancel_timer,t1,cancelled},{cancel_timer,t1,false}]",
-     .bug = "otp_cancel_timer (proc.c) looks only in the caller's shard: a timer made on "
-            "another shard is not found and still fires",
-     .bug_in = PLACE_SPREAD},
+    {
+        .name = "cancel_timer_other_process",
+        .script = "[{a, [{send_after, 100000, b, tick, t1}, {send, b, go}]},"
+                  " {b, [{recv_tag, go, infinity}, {cancel_timer, t1}, {cancel_timer, t1}]}]",
+        .erlang = "a=normal []; b=normal [go,{cancel_timer,t1,cancelled},{cancel_timer,t1,false}]",
+    },
     {.name = "receive_timeout",
      .script = "[{a, [{recv, 0}, {recv, 30}, {send, a, x}, {recv, 30}, {recv_tag, y, 20}]}]",
      .erlang = "a=normal [timeout,timeout,x,timeout]"},
     /* ---- process_info */
     /* process_info is a signal too: after ours */
-    {.name = "info_sees_prior_signals",
-     .script = "[{a, [{recv, infinity}, {send, b, x}, {info, b, message_queue_len},"
-               " {monitor, b, k1}, {info, b, monitored_by}, {send, b, go},"
-               " {recv_down, k1, infinity}]},"
-               " {b, [{send, a, ready}, {recv_tag, go, infinity}]}]",
-     .erlang = "a=normal [ready,{info,b,message_queue_len,1},{info,b,monitored_by,2},"
-               "{'DOWN',k1,process,b,normal}]; b=normal [go]",
-     .bug = "otp_process_info of a process on our own shard (proc.c) reads it at once, "
-            "before the signals we sent it earlier are delivered",
-     .bug_in = PLACE_SAME},
+    {
+        .name = "info_sees_prior_signals",
+        .script = "[{a, [{recv, infinity}, {send, b, x}, {info, b, message_queue_len},"
+                  " {monitor, b, k1}, {info, b, monitored_by}, {send, b, go},"
+                  " {recv_down, k1, infinity}]},"
+                  " {b, [{send, a, ready}, {recv_tag, go, infinity}]}]",
+        .erlang = "a=normal [ready,{info,b,message_queue_len,1},{info,b,monitored_by,2},"
+                  "{'DOWN',k1,process,b,normal}]; b=normal [go]",
+    },
     {.name = "info_counts",
      .script = "[{a, [{link, b}, {monitor, b, k1}, {info, a, links}, {info, a, monitors},"
                " {info, b, links}, {info, a, trap_exit}, {info, a, registered_name},"
@@ -1283,14 +1273,8 @@ static void race_hog(otp_proc *self, void *arg_)
 static void test_receive_timer_race(void **state)
 {
     (void)state;
-    if (!g.run_bugs) {
-        /* BUG: recv_from (shards/proc.c) leaves p->timed_out set when it
-         * takes a message after its timer fired: the next receive with a
-         * timeout (or otp_sleep) returns -OTP_ETIMEDOUT at once. */
-        fprintf(stderr, "receive_timer_race: skipped, BUG: stale timed_out after a "
-                        "receive that got its message as its timer fired\n");
-        skip();
-    }
+    /* Was a bug: recv_from left p->timed_out set when it took a message
+     * after its timer fired, so the next timed receive returned at once. */
     race rc = {.done = false};
     pthread_mutex_init(&rc.lock, NULL);
     pthread_cond_init(&rc.cond, NULL);
@@ -1400,18 +1384,9 @@ static bool wait_flag(_Atomic int *flag)
 static void test_kill_while_waiting_on_other_shard(void **state)
 {
     (void)state;
-    if (!g.run_bugs) {
-        /* BUG: otp_process_info (shards/proc.c), otp_register and
-         * otp__spawn (shards/runtime.c) keep their request on the caller's
-         * fiber stack; a caller killed while it waits has that stack put
-         * back in the pool, and the other shard's late answer writes into
-         * whichever process gets the stack next: here the shard calls the
-         * request's function pointer, now zero, and the test dies of
-         * SIGSEGV in otp__deliver's SIG_RUN case (proc.c). */
-        fprintf(stderr, "kill_while_waiting_on_other_shard: skipped, BUG: a killed "
-                        "waiter's request is answered into a reused stack\n");
-        skip();
-    }
+    /* Was a bug: requests to other shards lived on the asker's fiber
+     * stack, and a killed asker's stack was reused while the other shard
+     * still had to answer into it. Requests are now heap xcalls (rt.h). */
     static stale st; /* static: the processes use it until the runtime stops */
     memset(&st, 0, sizeof st);
     otp_runtime *rt;

@@ -177,7 +177,8 @@ int otp_unlink(otp_proc *self, otp_term pid);
 int otp_monitor(otp_proc *self, otp_term target, otp_term *ref);
 
 /* demonitor(Ref) and demonitor(Ref, [flush]). Returns 1 if the monitor was
- * active (or, with flush, a DOWN message was removed), 0 otherwise. */
+ * still active, 0 otherwise, as demonitor(Ref, [info]) answers (with flush,
+ * a DOWN already queued is removed, and the answer is 0). */
 #define OTP_DEMONITOR_FLUSH 1u
 int otp_demonitor(otp_proc *self, otp_term ref, unsigned flags);
 
