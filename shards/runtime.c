@@ -465,7 +465,9 @@ static int shard_init(otp_runtime *rt, unsigned i, otp__io_backend backend)
      * pollable, io_uring's (with deferred task work) only once the owner
      * enters the kernel. */
     bool embedded = i < 64 && (rt->cfg.embedded >> i & 1);
-    otp__io_config ic = {.backend = embedded ? OTP__IO_EPOLL : backend};
+    otp__io_config ic = {.backend = embedded ? OTP__IO_EPOLL : backend,
+                         .wake =
+                             rt->cfg.wake_msg_ring ? OTP__IO_WAKE_MSG_RING : OTP__IO_WAKE_EVENTFD};
     int rc = otp__io_create(&sh->io, &ic);
     if (rc < 0)
         return -OTP_EIO;

@@ -268,7 +268,7 @@ static bool flush_out(otp__shard *sh)
             for (uint32_t i = 0; i < n; i++)
                 *(otp__sig **)otp__ring_wslot(r, i) = otp__sigq_pop(q);
             if (n && otp__ring_publish_needs_wake(r, n, &rt->shards[to]->waker))
-                otp__io_wake(rt->shards[to]->io);
+                otp__io_wake_from(sh->io, rt->shards[to]->io);
             if (q->len)
                 left = true;
             else

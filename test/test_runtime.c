@@ -168,6 +168,21 @@ static void test_selective_receive(void **state)
 
 /* ---------------------------------------------------------- registry */
 
+typedef struct watch_arg {
+    otp_term pid;
+    report *r;
+} watch_arg;
+
+static void watch_main(otp_proc *self, void *arg)
+{
+    watch_arg *wa = arg;
+    otp_term ref, m;
+    otp_monitor(self, wa->pid, &ref);
+    report_put(wa->r, 0);
+    otp_receive(self, NULL, NULL, OTP_INFINITY, &m);
+    report_put(wa->r, otp_tuple_arity(m));
+}
+
 static void test_registry(void **state)
 {
     (void)state;
@@ -186,12 +201,16 @@ static void test_registry(void **state)
     assert_true(otp_whereis(rt, name) == OTP_NONE);
     assert_int_equal(otp_register(rt, name, b), 0);
     assert_true(otp_whereis(rt, name) == b);
-    /* a name is freed when its process exits */
+    /* a name is freed when its process exits: an observer's DOWN says
+     * when that has happened */
+    report r;
+    report_init(&r);
+    watch_arg wa = {b, &r};
+    assert_int_equal(otp_spawn(rt, NULL, watch_main, &wa, &o0, NULL, NULL), 0);
+    report_wait(&r, 1); /* the monitor is in place */
     assert_int_equal(otp_runtime_send(rt, name, OTP_ATOM_OK), 0);
-    for (int i = 0; i < 1000 && otp_whereis(rt, name) != OTP_NONE; i++) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
+    report_wait(&r, 2); /* DOWN */
+    report_destroy(&r);
     assert_true(otp_whereis(rt, name) == OTP_NONE);
     assert_int_equal(otp_runtime_send(rt, name, OTP_ATOM_OK), -OTP_ENOPROC);
     stop_rt(rt);
@@ -337,11 +356,106 @@ static void test_stress_100k(void **state)
     report_destroy(&spawned);
 }
 
+/* Many processes on every shard race to register one name: exactly one
+ * wins, and whereis names the winner. */
+typedef struct race_arg {
+    _Atomic int wins;
+    _Atomic int losses;
+    _Atomic otp_term winner;
+    report *r;
+} race_arg;
+
+static void racer_main(otp_proc *self, void *arg)
+{
+    race_arg *ra = arg;
+    int rc = otp_register(otp_proc_runtime(self), otp_atom("the_one"), otp_self(self));
+    if (rc == 0) {
+        atomic_fetch_add(&ra->wins, 1);
+        atomic_store(&ra->winner, otp_self(self));
+    } else if (rc == -OTP_EEXIST) {
+        atomic_fetch_add(&ra->losses, 1);
+    }
+    report_put(ra->r, rc);
+    otp_receive(self, NULL, NULL, OTP_INFINITY, NULL); /* keep the name */
+}
+
+static void test_register_race(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        otp_runtime *rt = start_rt(2);
+        report r;
+        report_init(&r);
+        race_arg ra = {.r = &r};
+        for (int i = 0; i < 40; i++) {
+            otp_spawn_opts o = {.shard = i % 2};
+            assert_int_equal(otp_spawn(rt, NULL, racer_main, &ra, &o, NULL, NULL), 0);
+        }
+        report_wait(&r, 40);
+        assert_int_equal(atomic_load(&ra.wins), 1);
+        assert_int_equal(atomic_load(&ra.losses), 39);
+        assert_true(otp_whereis(rt, otp_atom("the_one")) == atomic_load(&ra.winner));
+        stop_rt(rt);
+        report_destroy(&r);
+    }
+}
+
+/* The same cross-shard traffic with IORING_OP_MSG_RING wake-ups. */
+static void pong_main(otp_proc *self, void *arg)
+{
+    (void)arg;
+    for (;;) {
+        otp_term m;
+        otp_receive(self, NULL, NULL, OTP_INFINITY, &m);
+        otp_send(self, otp_tuple_get(m, 0), otp_tuple_get(m, 1));
+        otp_arena_reset(otp_proc_arena(self));
+    }
+}
+
+typedef struct ping_arg {
+    otp_term pong;
+    report *r;
+} ping_arg;
+
+static void ping_main(otp_proc *self, void *arg)
+{
+    ping_arg *pa = arg;
+    int64_t sum = 0;
+    for (int i = 0; i < 10000; i++) {
+        otp_send(self, pa->pong, OTP_TUPLE(otp_proc_arena(self), otp_self(self), otp_small(i)));
+        otp_term m;
+        otp_receive(self, NULL, NULL, OTP_INFINITY, &m);
+        sum += otp_small_value(m);
+        otp_arena_reset(otp_proc_arena(self));
+    }
+    report_put(pa->r, sum);
+}
+
+static void test_msg_ring_wake(void **state)
+{
+    (void)state;
+    otp_runtime *rt = NULL;
+    otp_runtime_config cfg = {.shards = 2, .no_pin = true, .wake_msg_ring = true};
+    assert_int_equal(otp_runtime_new(&rt, &cfg), 0);
+    assert_int_equal(otp_runtime_start(rt), 0);
+    report r;
+    report_init(&r);
+    ping_arg pa = {.r = &r};
+    otp_spawn_opts o1 = {.shard = 1}, o0 = {.shard = 0};
+    assert_int_equal(otp_spawn(rt, NULL, pong_main, NULL, &o1, &pa.pong, NULL), 0);
+    assert_int_equal(otp_spawn(rt, NULL, ping_main, &pa, &o0, NULL, NULL), 0);
+    report_wait(&r, 1);
+    assert_int_equal(r.values[0], 10000LL * 9999 / 2);
+    stop_rt(rt);
+    report_destroy(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_stop),        cmocka_unit_test(test_stop_ends_blocked),
         cmocka_unit_test(test_selective_receive), cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_register_race),     cmocka_unit_test(test_msg_ring_wake),
         cmocka_unit_test(test_stress_100k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

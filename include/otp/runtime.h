@@ -60,9 +60,9 @@ typedef struct otp_runtime_config {
     uint32_t creation;      /* 0: chosen from the clock (never 0) */
     uint32_t ring_capacity; /* slots in each shard-to-shard ring (power of two); 0: 1024 */
     size_t stack_size;      /* usable bytes of a fiber stack; 0: 64 KiB */
-    size_t max_names;       /* registered names the node can hold; 0: 65536 */
     uint64_t embedded;      /* bit i set: the host runs shard i (otp_shard_run*) */
     const char *io_backend; /* "io_uring", "epoll" or NULL (env OTP_IO_BACKEND, then io_uring) */
+    bool wake_msg_ring;     /* io_uring: wake other shards with IORING_OP_MSG_RING, not eventfd */
 } otp_runtime_config;
 
 /* Creates a runtime (cfg may be NULL for defaults). Nothing runs until
