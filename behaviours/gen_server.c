@@ -76,12 +76,12 @@ static void gs_free(otp_proc *p)
 static void gs_shutdown(otp_proc *p)
 {
     gs *g = p->beh_data;
-    if (p->task) {
-        /* Blocked inside a callback: it cannot be asked to terminate. */
-        otp__proc_terminate(p, a_shutdown);
-        return;
-    }
+    /* Blocked inside a callback or not, terminate runs once the current
+     * callback returns (the processes it waits on are stopping too, so it
+     * will); the shard kills what is left after a deadline. */
     g->shutdown = true;
+    if (p->task)
+        return;
     if (p->state == OTP__P_IDLE || p->state == OTP__P_WAITING)
         otp__make_runnable(p);
 }
@@ -191,6 +191,12 @@ static void gs_init(otp_proc *p, gs *g)
         g->inited = true;
         start_done(p, g, 0, OTP_NONE);
         return;
+    }
+    /* The name goes before the starter hears of it, so that it can start
+     * the server again under the same name at once, as in Erlang. */
+    if (p->name != OTP_NONE) {
+        otp__name_release(p->sh->rt, p->name, p->pid);
+        p->name = OTP_NONE;
     }
     if (v == OTP_GS_INIT_IGNORE) {
         start_done(p, g, 1, OTP_NONE);
@@ -454,8 +460,10 @@ int otp_gen_server_stop(otp_proc *self, otp_term server, otp_term reason, uint64
             otp_term ref;
         } c = {mref};
         extern bool otp__match_down(otp_term msg, void *ctx);
-        if (otp_receive(self, otp__match_down, &c, timeout_ms, &down) < 0)
+        if (otp_receive(self, otp__match_down, &c, timeout_ms, &down) < 0) {
             rc = -OTP_ETIMEDOUT;
+            otp_demonitor(self, mref, OTP_DEMONITOR_FLUSH);
+        }
     } else {
         otp_demonitor(self, mref, OTP_DEMONITOR_FLUSH);
     }

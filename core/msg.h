@@ -32,6 +32,7 @@ enum {
     OTP__SIGF_MONITOR = 2, /* MSG: a call; the target also monitors-back (ref id in ptr) */
     OTP__SIGF_DEMON = 4,   /* REPLY: the server dropped its end of the call's monitor */
     OTP__SIGF_DOWN = 8,    /* MSG: a 'DOWN' message; ptr holds its ref id */
+    OTP__SIGF_ALIAS = 16,  /* REPLY: sent to an alias ([alias | Ref] tag) */
 };
 
 typedef struct otp__sig {

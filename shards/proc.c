@@ -460,7 +460,11 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
             otp__make_runnable(p);
         break;
     case OTP__SIG_REPLY:
-        if (p->alias && (uint64_t)(uintptr_t)s->ptr == p->alias) {
+        /* A reply to an alias ([alias | Ref]) lives only as long as the
+         * call that made it; a reply to a plain ref tag is an ordinary
+         * message, whoever asked. */
+        if (!(s->flags & OTP__SIGF_ALIAS) ||
+            (p->alias && (uint64_t)(uintptr_t)s->ptr == p->alias)) {
             enqueue_msg(p, s);
             return;
         }
@@ -542,7 +546,10 @@ static int recv_from(otp_proc *self, otp__sig **start, otp_match_fn match, void 
         }
         if (!armed && timeout_ms != OTP_INFINITY) {
             self->timed_out = false;
-            otp__wheel_add(&sh->wheel, &self->timer.t, otp__now_ms() + timeout_ms);
+            /* +1: the clock is in whole ms, and a timeout is never short */
+            uint64_t at = otp__now_ms() + 1;
+            at = timeout_ms > UINT64_MAX - 1 - at ? UINT64_MAX - 1 : at + timeout_ms;
+            otp__wheel_add(&sh->wheel, &self->timer.t, at);
             armed = true;
         }
         otp__suspend(self, OTP__P_WAITING);
@@ -933,7 +940,8 @@ int otp_send_after(otp_proc *self, uint64_t ms, otp_term dest, otp_term msg, otp
     otp__sig *sig = otp__sig_new(OTP__SIG_MSG, to, self->pid, msg, OTP_NONE, OTP_NONE);
     if (!sig)
         return -OTP_ENOMEM;
-    uint64_t deadline = otp__now_ms() + ms;
+    uint64_t deadline = otp__now_ms() + 1; /* whole ms: round up */
+    deadline = ms > UINT64_MAX - 1 - deadline ? UINT64_MAX - 1 : deadline + ms;
     if (owner == sh->index) {
         tmsg_create(sh, id, deadline, sig);
     } else {
@@ -1139,9 +1147,12 @@ typedef struct call_msg {
 static otp_term build_call(otp_arena *a, void *ctx)
 {
     call_msg *c = ctx;
+    /* [alias | Ref], as OTP 24+'s gen:call: the reply goes to an alias
+     * that dies with the call, so a late one is dropped on arrival. */
     otp_term ref = otp__ref_term(c->rt, a, c->id);
+    otp_term tag = otp_cons(a, otp_atom("alias"), ref);
     otp_term req = otp_is_boxed(c->req) || otp_is_cons(c->req) ? otp_copy(a, c->req) : c->req;
-    return OTP_TUPLE(a, c->tag, OTP_TUPLE(a, c->self, ref), req);
+    return OTP_TUPLE(a, c->tag, OTP_TUPLE(a, c->self, tag), req);
 }
 
 int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_term req, uint64_t id,
@@ -1151,7 +1162,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
     if (!add_mon(self, id, to, named, true))
         return -OTP_ENOMEM;
     call_msg cm = {sh->rt, tag, self->pid, req, id};
-    size_t size = 5 * 8 + 3 * 8 + sizeof(otp__ref) +
+    size_t size = 5 * 8 + 3 * 8 + sizeof(otp__cons) + sizeof(otp__ref) +
                   (otp_is_boxed(req) || otp_is_cons(req) ? otp_copy_size(req) : 0);
     otp__sig *s = otp__sig_build(OTP__SIG_MSG, to, self->pid, size, build_call, &cm);
     if (!s) {
@@ -1266,8 +1277,10 @@ int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term
     uint64_t id = otp__ref_id(sh->rt, ref);
     s->ptr = (void *)(uintptr_t)id;
     s->b = OTP_NONE;
+    if (otp_is_cons(tag))
+        s->flags |= OTP__SIGF_ALIAS;
     if (id && otp__drop_call_monitor(self, id, to))
-        s->flags = OTP__SIGF_DEMON;
+        s->flags |= OTP__SIGF_DEMON;
     otp__route(sh, s);
     return 0;
 }

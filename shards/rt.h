@@ -146,10 +146,12 @@ struct otp__shard {
     uint64_t next_ref;
     otp__tmsg **tbuckets; /* send_after timers by id */
     size_t ntbuckets, ntimers;
-    bool stopping;     /* shutdown reached this shard */
-    bool thread_bound; /* embedded: the host thread is known */
+    bool stopping;          /* shutdown reached this shard */
+    uint64_t stop_deadline; /* then: what still lives after it is killed */
+    bool thread_bound;      /* embedded: the host thread is known */
     pthread_t thread;
-    bool has_thread;
+    bool has_thread; /* a thread of the runtime's own runs it (joined by stop) */
+    bool finished;   /* embedded: its loop ended (host thread only) */
     /* ---- other threads: the external queue (calls from outside) */
     pthread_mutex_t ext_lock;
     otp__sigq ext_q;              /* guarded by ext_lock */

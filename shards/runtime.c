@@ -657,6 +657,9 @@ void otp__shard_shutdown(otp__shard *sh)
     static void (*const fn)(otp__shard *, void *) = shutdown_run;
     (void)fn;
     sh->stopping = true;
+    /* Servers finish the callback they are in before they terminate; one
+     * that is still there after this long is killed, so stop ends. */
+    sh->stop_deadline = otp__now_ms() + 5000;
     otp_term reason = otp_atom("shutdown");
     for (uint32_t i = 0; i < sh->nslots; i++) {
         otp_proc *p = sh->procs[i];
@@ -804,14 +807,15 @@ int otp_shard_run(otp_runtime *rt, unsigned shard, uint64_t *next_ms)
         return rc;
     if (atomic_load(&rt->state) == OTP__RT_NEW)
         return -OTP_ESTOPPED;
-    if (sh->stopping && sh->has_thread)
+    if (sh->finished)
         return 1;
     uint64_t next = UINT64_MAX;
     rc = otp__shard_loop(sh, true, &next);
     if (next_ms)
         *next_ms = next;
-    if (rc == 1 && !sh->has_thread) {
-        sh->has_thread = true; /* reused as "finished": report once */
+    if (rc == 1) {
+        sh->finished = true; /* the host's thread only: report once */
+        otp__sig_cache_drain();
         embedded_done(rt, sh);
     }
     return rc;

@@ -429,6 +429,11 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
             sh->held = held;
         }
     }
+    if (OTP_UNLIKELY(sh->stopping) && sh->now_ms > sh->stop_deadline && sh->nprocs) {
+        for (uint32_t i = 0; i < sh->nslots; i++)
+            if (sh->procs[i] && sh->procs[i]->state != OTP__P_EXITING)
+                otp__proc_terminate(sh->procs[i], otp_atom("killed"));
+    }
     bool backlog = flush_out(sh);
     /* acquire: pairs with the release decrement of the last process */
     if (atomic_load_explicit(&rt->state, memory_order_acquire) >= OTP__RT_STOPPING &&
@@ -461,13 +466,21 @@ int otp__shard_loop(otp__shard *sh, bool embedded_once, uint64_t *next_ms)
 {
     tl_shard = sh;
     if (embedded_once) {
-        /* Run until idle, never sleep: the host polls our fd. */
+        /* Run until idle, never sleep: the host polls our fd. Going back
+         * to the host is this shard's sleep, so it says so on the waker
+         * (with the same re-check as a real sleep): other shards and
+         * threads then write our eventfd, which makes the fd readable. */
+        otp__waker_awake(&sh->waker);
         for (int guard = 0; guard < 1000; guard++) {
             if (!turn(sh, 0, next_ms))
                 return 1;
-            if (!sh->rq_head && !sh->local.head && !atomic_load(&sh->ext_pending) &&
-                rings_empty(sh))
-                break;
+            if (sh->rq_head || sh->local.head)
+                continue;
+            otp__waker_prepare_sleep(&sh->waker);
+            /* relaxed: after the fence in prepare_sleep (see otp__inject) */
+            if (rings_empty(sh) && !atomic_load_explicit(&sh->ext_pending, memory_order_relaxed))
+                return 0; /* asleep until the host polls us readable */
+            otp__waker_awake(&sh->waker);
         }
         return 0;
     }
