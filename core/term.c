@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 
+#include "otp/runtime.h" /* its error codes */
 #include "term_internal.h"
 
 const char *otp_strerror(int err)
@@ -37,6 +38,18 @@ const char *otp_strerror(int err)
         return "no match";
     case OTP_EIO:
         return "input/output error";
+    case OTP_ETIMEDOUT:
+        return "timed out";
+    case OTP_ENOPROC:
+        return "no such process";
+    case OTP_EEXIST:
+        return "already exists";
+    case OTP_ESTOPPED:
+        return "runtime stopped";
+    case OTP_EEXIT:
+        return "the process exited";
+    case OTP_ECONTEXT:
+        return "called from the wrong thread or process";
     default:
         return "unknown error";
     }
