@@ -170,8 +170,9 @@ struct otp_runtime {
     _Atomic otp_term *names; /* by atom index: the pid registered, or 0 */
     size_t names_bytes;
     _Atomic int state;
-    _Atomic unsigned rr; /* round robin for OTP_SHARD_NEXT */
-    _Atomic size_t live; /* processes alive, all shards */
+    _Atomic unsigned rr;         /* round robin for OTP_SHARD_NEXT */
+    _Atomic size_t live;         /* processes alive, all shards */
+    _Atomic uint32_t *room_wait; /* [from * n + to]: from waits for room in that ring */
     otp_runtime_config cfg;
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;

@@ -562,6 +562,7 @@ int otp_runtime_new(otp_runtime **out, const otp_runtime_config *cfg)
     }
     if (!rt->cfg.ring_capacity)
         rt->cfg.ring_capacity = 1024;
+    rt->cfg.spin_us = rt->cfg.spin_us == OTP_NO_SPIN ? 0 : rt->cfg.spin_us ? rt->cfg.spin_us : 50;
     rt->node = otp_atom(rt->cfg.node_name ? rt->cfg.node_name : "nonode@nohost");
     rt->cfg.node_name = NULL; /* not kept: the atom is */
     if (rt->node == OTP_NONE) {
@@ -587,9 +588,10 @@ int otp_runtime_new(otp_runtime **out, const otp_runtime_config *cfg)
     void *names = mmap(NULL, rt->names_bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     rt->shards = calloc(rt->nshards, sizeof *rt->shards);
+    rt->room_wait = calloc((size_t)rt->nshards * rt->nshards, sizeof *rt->room_wait);
     rt->rings = aligned_alloc(64, sizeof *rt->rings * rt->nshards * rt->nshards);
     int rc = 0;
-    if (names == MAP_FAILED || !rt->shards || !rt->rings) {
+    if (names == MAP_FAILED || !rt->shards || !rt->rings || !rt->room_wait) {
         rc = -OTP_ENOMEM;
         rt->names = names == MAP_FAILED ? NULL : names;
         goto fail;
@@ -743,6 +745,7 @@ void otp_runtime_free(otp_runtime *rt)
         otp__ring_destroy(&rt->rings[i]);
     free(rt->rings);
     free(rt->shards);
+    free((void *)rt->room_wait);
     if (rt->names)
         munmap((void *)rt->names, rt->names_bytes);
     otp__node_slot_release(rt->node_slot);

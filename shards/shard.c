@@ -269,10 +269,19 @@ static bool flush_out(otp__shard *sh)
                 *(otp__sig **)otp__ring_wslot(r, i) = otp__sigq_pop(q);
             if (n && otp__ring_publish_needs_wake(r, n, &rt->shards[to]->waker))
                 otp__io_wake_from(sh->io, rt->shards[to]->io);
-            if (q->len)
+            if (q->len) {
+                /* Full: ask the consumer to wake us when it frees slots.
+                 * relaxed + the fence: Dekker with drain_rings, as the
+                 * waker is (either it sees the flag, or we see the room). */
+                _Atomic uint32_t *room = &rt->room_wait[sh->index * rt->nshards + to];
+                atomic_store_explicit(room, 1, memory_order_relaxed);
+                atomic_thread_fence(memory_order_seq_cst);
+                if (otp__ring_reserve(r, 1))
+                    atomic_store_explicit(room, 0, memory_order_relaxed);
                 left = true;
-            else
+            } else {
                 sh->out_mask[w] &= ~(UINT64_C(1) << (to % 64));
+            }
         }
     }
     return left;
@@ -357,6 +366,13 @@ static bool drain_rings(otp__shard *sh)
         for (uint32_t i = 0; i < n; i++)
             batch[i] = *(otp__sig **)otp__ring_rslot(r, i);
         otp__ring_release(r, n);
+        /* seq_cst fence, then the flag (relaxed): pairs with flush_out's
+         * fence, so a producer waiting for room is never missed */
+        _Atomic uint32_t *room = &rt->room_wait[from * rt->nshards + sh->index];
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(room, memory_order_relaxed) &&
+            atomic_exchange_explicit(room, 0, memory_order_relaxed))
+            otp__io_wake_from(sh->io, rt->shards[from]->io);
         for (uint32_t i = 0; i < n; i++)
             otp__deliver(sh, batch[i]);
     }
@@ -400,6 +416,36 @@ static bool rings_empty(otp__shard *sh)
             !otp__ring_recheck_empty(&rt->rings[from * rt->nshards + sh->index]))
             return false;
     return true;
+}
+
+/* Polls the incoming rings and the external queue for up to `us`
+ * microseconds; true as soon as something arrives. */
+static bool spin_for_work(otp__shard *sh, uint32_t us)
+{
+    otp_runtime *rt = sh->rt;
+    uint64_t start = 0;
+    for (unsigned i = 0;; i++) {
+        /* relaxed: a hint; the turn that follows reads it properly */
+        if (atomic_load_explicit(&sh->ext_pending, memory_order_relaxed))
+            return true;
+        for (unsigned from = 0; from < rt->nshards; from++)
+            if (from != sh->index && otp__ring_peek(&rt->rings[from * rt->nshards + sh->index], 1))
+                return true;
+        if ((i & 63) == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            uint64_t now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+            if (!start)
+                start = now;
+            else if (now - start >= us)
+                return false;
+        }
+#if defined(__x86_64__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
+    }
 }
 
 /* One turn; sleeps at most max_sleep_ms when there is nothing to do.
@@ -452,6 +498,11 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
         otp__io_wait(sh->io, 0);
         return true;
     }
+    /* Spin a little before sleeping, as the BEAM's schedulers do: waking a
+     * sleeping core costs microseconds (tens of them on some VMs), and
+     * work often comes right back. */
+    if (rt->cfg.spin_us && !backlog && spin_for_work(sh, rt->cfg.spin_us))
+        return true;
     otp__waker_prepare_sleep(&sh->waker);
     /* relaxed: after the fence F1 in prepare_sleep (see otp__inject) */
     if (rings_empty(sh) && !atomic_load_explicit(&sh->ext_pending, memory_order_relaxed))

@@ -47,6 +47,7 @@ enum {
 };
 
 #define OTP_INFINITY UINT64_MAX /* timeouts in milliseconds */
+#define OTP_NO_SPIN  UINT32_MAX
 
 typedef struct otp_runtime otp_runtime;
 typedef struct otp_proc otp_proc;
@@ -56,6 +57,8 @@ typedef struct otp_proc otp_proc;
 typedef struct otp_runtime_config {
     unsigned shards;        /* 0: one per online CPU */
     bool no_pin;            /* do not pin shard threads to cores */
+    uint32_t spin_us;       /* an idle shard polls this long before it sleeps; 0: 50 us;
+                               OTP_NO_SPIN: sleep at once */
     const char *node_name;  /* "name@host"; NULL: "nonode@nohost" */
     uint32_t creation;      /* 0: chosen from the clock (never 0) */
     uint32_t ring_capacity; /* slots in each shard-to-shard ring (power of two); 0: 1024 */
