@@ -113,23 +113,40 @@ static _Noreturn void gs_exit(otp_proc *p, gs *g, otp_term reason)
 
 static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
 {
-    /* {Pid, Tag}; Tag is a ref or [alias | Ref] */
-    if (otp_tuple_arity(from_term) != 2)
+    /* {Pid, Tag}; Tag is a ref or [alias | Ref]. Read straight from the
+     * objects: this runs on every call a server takes. */
+    if (!otp_is_boxed(from_term) || otp__kind(from_term) != OTP__H_TUPLE)
         return false;
-    otp_term pid = otp_tuple_get(from_term, 0), tag = otp_tuple_get(from_term, 1);
-    memset(f, 0, sizeof *f);
-    if (otp_is_cons(tag) && otp_head(tag) == a_alias) {
-        f->alias = true;
-        tag = otp_tail(tag);
+    const otp__tuple *ft = otp__ptr(from_term);
+    if (otp__hdr_size(ft->hdr) != 2)
+        return false;
+    otp_term pid = ft->el[0], tag = ft->el[1], ref = tag;
+    bool alias = false;
+    if (otp_is_cons(tag)) {
+        const otp__cons *c = otp__ptr(tag);
+        if (c->head != a_alias)
+            return false;
+        alias = true;
+        ref = c->tail;
     }
-    size_t n;
-    if (otp_pid_parts(pid, &f->pid_node, &f->pid_id, &f->pid_serial, &f->pid_creation) < 0 ||
-        otp_ref_parts(tag, &f->ref_node, &f->ref_creation, f->ref_words, &n) < 0)
+    if (!otp_is_pid(pid) || !otp_is_ref(ref))
         return false;
+    otp__pidv pv;
+    otp__pid_view(pid, &pv);
+    const otp__ref *r = otp__ptr(ref);
+    size_t n = (size_t)otp__hdr_size(r->hdr);
+    f->pid_node = pv.node;
+    f->pid_id = pv.id;
+    f->pid_serial = pv.serial;
+    f->pid_creation = pv.creation;
+    f->ref_node = r->node;
+    f->ref_creation = r->creation;
+    memcpy(f->ref_words, r->words, sizeof f->ref_words);
     f->ref_nwords = (uint8_t)n;
+    f->alias = alias;
     f->priv_pid = pid;
-    f->priv_tag = otp_tuple_get(from_term, 1);
-    f->priv_ref = tag;
+    f->priv_tag = tag;
+    f->priv_ref = ref;
     f->priv_proc = self;
     f->priv_gen = g->cb_gen;
     return true;

@@ -14,7 +14,7 @@
 #include "rt.h"
 
 static otp_term atom_exit, atom_down, atom_process, atom_noproc, atom_killed, atom_kill,
-    atom_shutdown;
+    atom_shutdown, atom_alias;
 
 static void atoms_once(void)
 {
@@ -25,6 +25,7 @@ static void atoms_once(void)
     atom_killed = otp_atom("killed");
     atom_kill = otp_atom("kill");
     atom_shutdown = otp_atom("shutdown");
+    atom_alias = otp_atom("alias");
 }
 
 /* Called by every shard before it handles signals (any thread). */
@@ -1150,7 +1151,7 @@ static otp_term build_call(otp_arena *a, void *ctx)
     /* [alias | Ref], as OTP 24+'s gen:call: the reply goes to an alias
      * that dies with the call, so a late one is dropped on arrival. */
     otp_term ref = otp__ref_term(c->rt, a, c->id);
-    otp_term tag = otp_cons(a, otp_atom("alias"), ref);
+    otp_term tag = otp_cons(a, atom_alias, ref);
     otp_term req = otp_is_boxed(c->req) || otp_is_cons(c->req) ? otp_copy(a, c->req) : c->req;
     return OTP_TUPLE(a, c->tag, OTP_TUPLE(a, c->self, tag), req);
 }
