@@ -518,7 +518,15 @@ static void proxy_main(otp_proc *self, void *arg)
     } else {
         tc->rc = otp_gen_server_stop(self, tc->server, tc->reason, tc->timeout_ms);
     }
+    self->on_exit = NULL; /* answered here: the exit hook must not touch tc again */
     otp__waiter_signal(&tc->w);
+}
+
+/* The proxy was ended before it could answer (the runtime stopped, or it
+ * was killed): the thread must not wait forever. */
+static void proxy_gone(void *arg)
+{
+    otp__waiter_signal(&((thread_call *)arg)->w);
 }
 
 static int thread_op(otp_runtime *rt, thread_call *tc)
@@ -533,7 +541,17 @@ static int thread_op(otp_runtime *rt, thread_call *tc)
     if (to && to != OTP_NONE)
         o.shard = (int)otp__pid_shard(to);
     otp__waiter_init(&tc->w);
-    int rc = otp_spawn(rt, NULL, proxy_main, tc, &o, NULL, NULL);
+    tc->rc = -OTP_ESTOPPED; /* unless the proxy answers */
+    otp__spawn_req *rq = calloc(1, sizeof *rq);
+    int rc = -OTP_ENOMEM;
+    if (rq) {
+        rq->fn = proxy_main;
+        rq->arg = tc;
+        rq->opts = o;
+        rq->on_exit = proxy_gone;
+        rq->on_exit_arg = tc;
+        rc = otp__spawn(rt, NULL, rq, NULL, NULL);
+    }
     if (rc == 0)
         otp__waiter_wait(&tc->w);
     otp__waiter_destroy(&tc->w);

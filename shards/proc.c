@@ -273,6 +273,8 @@ static void proc_free(otp_proc *p)
      * freed when it finds us gone. */
     if (p->pending && atomic_load_explicit(&p->pending->done, memory_order_relaxed))
         free(p->pending);
+    if (p->on_exit)
+        p->on_exit(p->on_exit_arg);
     /* Erlang cancels send_after timers aimed at a pid that exits. */
     while (p->timers)
         tmsg_drop(sh, p->timers);

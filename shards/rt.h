@@ -101,8 +101,10 @@ struct otp_proc {
     void *arg; /* fn's argument, or the behaviour's state */
     const otp__behaviour *beh;
     void *beh_data;
-    otp_term exit_reason;     /* while exiting (lives in exit_arena) */
-    otp__xcall *pending;      /* the request this process waits on, if any */
+    otp_term exit_reason;       /* while exiting (lives in exit_arena) */
+    otp__xcall *pending;        /* the request this process waits on, if any */
+    void (*on_exit)(void *arg); /* called as it is freed (a waiting thread's hook) */
+    void *on_exit_arg;
     struct otp__tmsg *timers; /* send_after timers aimed at this process */
 };
 
@@ -297,9 +299,11 @@ typedef struct otp__spawn_req {
     const otp__behaviour *beh;
     void *beh_data;
     otp_spawn_opts opts;
-    otp_term parent; /* pid or 0 */
-    uint64_t mref;   /* monitor ref id when opts.monitor */
-    otp_term pid;    /* the answer, with x.rc */
+    otp_term parent;            /* pid or 0 */
+    uint64_t mref;              /* monitor ref id when opts.monitor */
+    void (*on_exit)(void *arg); /* see otp_proc */
+    void *on_exit_arg;
+    otp_term pid; /* the answer, with x.rc */
 } otp__spawn_req;
 
 int otp__spawn_here(otp__shard *sh, otp__spawn_req *rq);

@@ -296,6 +296,8 @@ int otp__spawn_here(otp__shard *sh, otp__spawn_req *rq)
     p->arg = rq->arg;
     p->beh = rq->beh;
     p->beh_data = rq->beh_data;
+    p->on_exit = rq->on_exit;
+    p->on_exit_arg = rq->on_exit_arg;
     p->trap_exit = rq->opts.trap_exit;
     otp_term name = rq->opts.name;
     if (name && name != OTP_NONE) {

@@ -11,6 +11,7 @@
  */
 /* otp-test: threads */
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -1975,6 +1976,66 @@ static void test_stress_calls(void **state)
     free(st);
 }
 
+/* A thread blocked in otp_runtime_call on a server that never answers is
+ * released when the runtime stops (its proxy is ended), not left hanging. */
+static int mute_init(otp_proc *self, otp_term args, void **state, otp_term *reason)
+{
+    (void)self;
+    (void)args;
+    (void)reason;
+    *state = NULL;
+    return OTP_GS_INIT_OK;
+}
+
+static otp_gs_ret mute_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
+{
+    (void)self;
+    (void)req;
+    (void)from;
+    (void)state;
+    return otp_gs_noreply(); /* and never replies */
+}
+
+static const otp_gen_server_ops mute_ops = {.init = mute_init, .handle_call = mute_call};
+
+typedef struct blocked_caller {
+    otp_runtime *rt;
+    otp_term server;
+    int rc;
+    sem_t entered;
+} blocked_caller;
+
+static void *blocked_call_thread(void *arg)
+{
+    blocked_caller *bc = arg;
+    otp_arena *a = otp_arena_new();
+    otp_term reply;
+    sem_post(&bc->entered);
+    bc->rc = otp_runtime_call(bc->rt, bc->server, otp_atom("hello"), OTP_INFINITY, a, &reply);
+    otp_arena_free(a);
+    return NULL;
+}
+
+static void test_thread_call_released_by_stop(void **state)
+{
+    (void)state;
+    otp_runtime *rt = start_rt(2);
+    blocked_caller bc = {.rt = rt};
+    sem_init(&bc.entered, 0, 0);
+    otp_gen_server_opts o = {.shard = 1};
+    assert_int_equal(otp_gen_server_start(rt, NULL, &mute_ops, OTP_NIL, &o, &bc.server, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, blocked_call_thread, &bc), 0);
+    sem_wait(&bc.entered);
+    /* the call may or may not have reached the server yet: either way stop
+     * must release the thread */
+    assert_int_equal(otp_runtime_stop(rt), 0);
+    pthread_join(th, NULL);
+    assert_true(bc.rc < 0);
+    otp_runtime_free(rt);
+    sem_destroy(&bc.entered);
+}
+
 int main(void)
 {
     latch_init(&g_held);
@@ -1993,6 +2054,7 @@ int main(void)
         cmocka_unit_test(test_crash_during_call),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_runtime_stop_terminates_all),
+        cmocka_unit_test(test_thread_call_released_by_stop),
         cmocka_unit_test(test_runtime_stop_blocked_server),
         cmocka_unit_test(test_blocked_callback),
         cmocka_unit_test(test_mutual_call_timeout),
