@@ -1,6 +1,8 @@
 /* msg.c — signal blocks: an envelope and a private copy of its terms in one
  * malloc, sized exactly before copying; and their hand-over to an arena.
  */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "msg.h"
@@ -8,7 +10,10 @@
 /* Small signals come from a per-thread cache: a call and its reply are two
  * of them, and malloc/free was a sixth of a call's time. A block freed on
  * another thread joins that thread's cache (the ring or queue that carried
- * it ordered the hand-over); each cache is bounded and spills to free. */
+ * it ordered the hand-over). Traffic between shards frees on one thread what
+ * another allocates, so a full cache hands batches of blocks to a shared
+ * pool and an empty one takes a batch back: one lock per SIG_BATCH blocks,
+ * where free and malloc across threads would cost a slow path each. */
 #define SIG_SMALL 256 /* bytes, header included */
 #if defined(__SANITIZE_ADDRESS__)
 #define SIG_CACHE_MAX 0 /* let ASan see every use after free */
@@ -18,13 +23,30 @@
 #endif
 #endif
 #ifndef SIG_CACHE_MAX
-#define SIG_CACHE_MAX 4096
+#define SIG_CACHE_MAX 512
 #endif
+#define SIG_BATCH    64
+#define SIG_POOL_MAX 1024 /* batches kept in the shared pool (16 MiB) */
 
 static _Thread_local struct {
     struct otp__block *head;
     unsigned n;
 } sig_cache;
+
+/* Batches of SIG_BATCH blocks, chained through their `base` fields (unused
+ * while a block is cached). */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct otp__block *pool; /* guarded by pool_lock */
+static unsigned pool_n;         /* guarded by pool_lock */
+
+static void free_chain(struct otp__block *b)
+{
+    while (b) {
+        struct otp__block *n = b->next;
+        free(b);
+        b = n;
+    }
+}
 
 static void sig_recycle(struct otp__block *b)
 {
@@ -32,23 +54,51 @@ static void sig_recycle(struct otp__block *b)
     free(b);
     return;
 #endif
-    if (sig_cache.n + 1 > SIG_CACHE_MAX) {
-        free(b);
-        return;
-    }
     b->next = sig_cache.head;
     sig_cache.head = b;
-    sig_cache.n++;
+    if (++sig_cache.n < SIG_CACHE_MAX)
+        return;
+    /* Full: the first SIG_BATCH go to the pool. */
+    struct otp__block *first = sig_cache.head, *last = first;
+    for (unsigned i = 1; i < SIG_BATCH; i++)
+        last = last->next;
+    sig_cache.head = last->next;
+    sig_cache.n -= SIG_BATCH;
+    last->next = NULL;
+    pthread_mutex_lock(&pool_lock);
+    bool kept = pool_n < SIG_POOL_MAX;
+    if (kept) {
+        first->base = (uint8_t *)pool;
+        pool = first;
+        pool_n++;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    if (!kept)
+        free_chain(first);
 }
 
 void otp__sig_cache_drain(void)
 {
-    while (sig_cache.head) {
-        struct otp__block *b = sig_cache.head;
-        sig_cache.head = b->next;
-        free(b);
-    }
+    free_chain(sig_cache.head);
+    sig_cache.head = NULL;
     sig_cache.n = 0;
+}
+
+/* An empty cache takes a batch from the pool, if it has one. */
+static struct otp__block *cache_refill(void)
+{
+    pthread_mutex_lock(&pool_lock);
+    struct otp__block *batch = pool;
+    if (batch) {
+        pool = (struct otp__block *)batch->base;
+        pool_n--;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    if (batch) {
+        sig_cache.head = batch;
+        sig_cache.n = SIG_BATCH;
+    }
+    return batch;
 }
 
 static otp__sig *sig_alloc(size_t data)
@@ -56,6 +106,8 @@ static otp__sig *sig_alloc(size_t data)
     otp__sig *s;
     if (sizeof *s + data <= SIG_SMALL) {
         struct otp__block *b = sig_cache.head;
+        if (!b && SIG_CACHE_MAX)
+            b = cache_refill();
         if (b) {
             sig_cache.head = b->next;
             sig_cache.n--;

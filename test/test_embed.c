@@ -478,13 +478,15 @@ static void test_poll_loop_wakeups(void **state)
  * joins shard 0 first, which gives the host time to finish. */
 typedef struct late_host {
     host h;
-    latch release; /* the host thread lingers until this */
+    latch release;  /* the host thread lingers until this */
+    latch finished; /* its loop has ended */
 } late_host;
 
 static void *lingering_host(void *arg)
 {
     late_host *lh = arg;
     host_main(&lh->h);
+    latch_put(&lh->finished, 1);
     latch_wait(&lh->release, 1, WAIT_MS);
     return NULL;
 }
@@ -508,6 +510,7 @@ static void test_stop_joins_host_thread(void **state)
     lh.h.shard = 1;
     lh.h.cap_ms = 1;
     latch_init(&lh.release);
+    latch_init(&lh.finished);
     pthread_t host_thread, stop_thread;
     assert_int_equal(pthread_create(&host_thread, NULL, lingering_host, &lh), 0);
     for (int i = 0; i < 20; i++)
@@ -516,7 +519,9 @@ static void test_stop_joins_host_thread(void **state)
     /* the host finishes its loop, then lingers; stop must not wait for it
      * (the stopper's one put says stop returned) */
     bool stopped = latch_wait(&lh.release, 1, 3000);
-    bool host_done = atomic_load(&lh.h.finished);
+    /* stop returns once the shard reported its end; the host's loop sees
+     * that a moment later */
+    bool host_done = latch_wait(&lh.finished, 1, WAIT_MS);
     if (!stopped)
         latch_put(&lh.release, 1); /* let the host thread go: stop's join returns */
     pthread_join(stop_thread, NULL);
@@ -524,6 +529,7 @@ static void test_stop_joins_host_thread(void **state)
         pthread_join(host_thread, NULL); /* else stop joined it already */
     otp_runtime_free(rt);
     latch_destroy(&lh.release);
+    latch_destroy(&lh.finished);
     assert_true(host_done);
     if (!stopped)
         fail_msg("otp_runtime_stop waited for the host's thread to exit (it joined it)");
