@@ -52,8 +52,7 @@ static void sig_recycle(struct otp__block *b)
 {
 #if SIG_CACHE_MAX == 0
     free(b);
-    return;
-#endif
+#else
     b->next = sig_cache.head;
     sig_cache.head = b;
     if (++sig_cache.n < SIG_CACHE_MAX)
@@ -75,6 +74,7 @@ static void sig_recycle(struct otp__block *b)
     pthread_mutex_unlock(&pool_lock);
     if (!kept)
         free_chain(first);
+#endif
 }
 
 void otp__sig_cache_drain(void)
