@@ -16,14 +16,11 @@ typedef enum otp__sig_kind {
     OTP__SIG_EXIT,      /* a: reason; flags: OTP__SIGF_LINK when from a link */
     OTP__SIG_LINK,      /* from wants a link with to */
     OTP__SIG_UNLINK,    /* from removed its link with to */
-    OTP__SIG_MONITOR,   /* a: ref; b: what the DOWN names (pid or {Name, Node}) */
-    OTP__SIG_DEMONITOR, /* a: ref */
-    OTP__SIG_DOWN,      /* a: ref; b: what it names; c: reason */
-    OTP__SIG_REPLY,     /* a: the message {Tag, Reply}; b: the alias (ref) it is for */
-    OTP__SIG_REGISTER,  /* a: name; ptr: a waiter (register of another shard's pid) */
-    OTP__SIG_INFO,      /* ptr: a waiter with an otp_proc_info to fill */
-    OTP__SIG_SPAWN,     /* ptr: a spawn request to run on the target shard */
-    OTP__SIG_RUN,       /* ptr: a function to run on the target shard (stop, calls from threads) */
+    OTP__SIG_MONITOR,   /* a: the ref id (a raw word); b: what a DOWN names */
+    OTP__SIG_DEMONITOR, /* a: the ref id */
+    OTP__SIG_DOWN,      /* a: the ref id; b: what it names; c: reason */
+    OTP__SIG_REPLY,     /* a: the message {Tag, Reply}; ptr: the call's ref id */
+    OTP__SIG_RUN,       /* ptr: a struct whose first member is the function to run there */
     OTP__SIG_WAKE,      /* the target waits on something a shard finished for it */
 } otp__sig_kind;
 

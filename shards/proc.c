@@ -127,7 +127,6 @@ otp_proc *otp__proc_new(otp__shard *sh)
     p->pid =
         otp__mk_lpid(sh->rt->node_slot, slot << OTP__SHARD_BITS | sh->index, sh->serials[slot]);
     p->name = OTP_NONE;
-    p->exit_reason = OTP_NONE;
     p->timer.kind = OTP__TK_PROC;
     otp__sigq_init(&p->mq);
     sh->procs[slot] = p;

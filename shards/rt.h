@@ -81,8 +81,6 @@ struct otp_proc {
     uint32_t slot;
     uint8_t state; /* otp__pstate */
     bool trap_exit;
-    bool behaviour_busy; /* a behaviour callback is on a task right now */
-    bool killed_while_running;
     otp_term name;     /* registered name or OTP_NONE */
     otp__sigq mq;      /* the mailbox: messages only */
     otp__sig **scan;   /* receive resumes its scan here (NULL: from the head) */
@@ -101,7 +99,6 @@ struct otp_proc {
     void *arg; /* fn's argument, or the behaviour's state */
     const otp__behaviour *beh;
     void *beh_data;
-    otp_term exit_reason;       /* while exiting (lives in exit_arena) */
     otp__xcall *pending;        /* the request this process waits on, if any */
     void (*on_exit)(void *arg); /* called as it is freed (a waiting thread's hook) */
     void *on_exit_arg;
@@ -221,7 +218,6 @@ void otp__inject(otp_runtime *rt, unsigned to, otp__sig *s);
 void otp__send_backpressure(otp__shard *sh, otp_proc *self, unsigned shard);
 /* Hands out / takes back a task. */
 otp__task *otp__task_get(otp__shard *sh, bool worker);
-void otp__proc_run_on_task(otp_proc *p);
 
 /* ---- processes (proc.c) */
 

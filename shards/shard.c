@@ -131,12 +131,6 @@ static void proc_main(void *arg)
     otp__proc_exit_self(p, OTP_ATOM_NORMAL);
 }
 
-void otp__proc_run_on_task(otp_proc *p)
-{
-    otp__shard *sh = p->sh;
-    otp__fiber_switch(&sh->main, &p->task->fiber);
-}
-
 /* --------------------------------------------------------- run queue */
 
 void otp__make_runnable(otp_proc *p)
