@@ -134,10 +134,9 @@ static inline bool is_compound(otp_term t)
     return otp_is_boxed(t) || otp_is_cons(t);
 }
 
-otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, otp_term b,
-                       otp_term c)
+/* A signal with room for `size` bytes of terms, its envelope filled in. */
+static otp__sig *sig_start(unsigned kind, otp_term to, otp_term from, size_t size)
 {
-    size_t size = term_bytes(a) + term_bytes(b) + term_bytes(c);
     if (size > UINT32_MAX)
         return NULL;
     otp__sig *s = sig_alloc(size);
@@ -152,75 +151,65 @@ otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, ot
     s->from = from;
     s->ptr = NULL;
     s->refcs = NULL;
+    s->a = s->b = s->c = OTP_NONE;
+    return s;
+}
+
+/* Takes over what the terms were copied through: `view` is an arena that
+ * is just a window on s->data (the size is exact, so no block is ever
+ * allocated), and the shared binaries' references it took become s's.
+ * Returns s, or NULL (s freed) when a copy failed. */
+static otp__sig *sig_finish(otp__sig *s, otp_arena *view, bool ok)
+{
+    s->refcs = view->refcs;
+    s->nrefcs = (uint16_t)view->nrefcs;
+    OTP_ASSERT(view->blocks == NULL); /* the sizes given are bounds */
+    if (OTP_LIKELY(ok && !view->blocks && view->nrefcs <= UINT16_MAX))
+        return s;
+    if (view->nrefcs > UINT16_MAX) {
+        for (size_t i = 0; i < view->nrefcs; i++)
+            otp__refc_release(view->refcs[i]);
+        s->nrefcs = 0;
+    }
+    for (struct otp__block *blk = view->blocks, *n; blk; blk = n) {
+        n = blk->next;
+        free(blk);
+    }
+    otp__sig_free(s);
+    return NULL;
+}
+
+otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, otp_term b,
+                       otp_term c)
+{
+    size_t size = term_bytes(a) + term_bytes(b) + term_bytes(c);
+    otp__sig *s = sig_start(kind, to, from, size);
+    if (!s)
+        return NULL;
     if (size == 0) {
         s->a = a;
         s->b = b;
         s->c = c;
         return s;
     }
-    /* Copy through an arena that is just a window on s->data: the size is
-     * exact, so no block is ever allocated, and shared binaries gain the
-     * references that s then owns. */
     otp_arena view = {.top = (uint8_t *)s->data, .end = (uint8_t *)s->data + size};
     s->a = is_compound(a) ? otp_copy(&view, a) : a;
     s->b = is_compound(b) ? otp_copy(&view, b) : b;
     s->c = is_compound(c) ? otp_copy(&view, c) : c;
-    s->refcs = view.refcs;
-    s->nrefcs = (uint16_t)view.nrefcs;
-    bool failed = (a != OTP_NONE && s->a == OTP_NONE) || (b != OTP_NONE && s->b == OTP_NONE) ||
-                  (c != OTP_NONE && s->c == OTP_NONE) || view.nrefcs > UINT16_MAX;
-    OTP_ASSERT(view.blocks == NULL); /* otp_copy_size is a bound */
-    if (OTP_UNLIKELY(failed || view.blocks)) {
-        s->nrefcs = (uint16_t)(view.nrefcs > UINT16_MAX ? 0 : view.nrefcs);
-        if (view.nrefcs > UINT16_MAX) {
-            for (size_t i = 0; i < view.nrefcs; i++)
-                otp__refc_release(view.refcs[i]);
-        }
-        for (struct otp__block *blk = view.blocks, *n; blk; blk = n) {
-            n = blk->next;
-            free(blk);
-        }
-        otp__sig_free(s);
-        return NULL;
-    }
-    return s;
+    bool ok = (a == OTP_NONE || s->a != OTP_NONE) && (b == OTP_NONE || s->b != OTP_NONE) &&
+              (c == OTP_NONE || s->c != OTP_NONE);
+    return sig_finish(s, &view, ok);
 }
 
 otp__sig *otp__sig_build(unsigned kind, otp_term to, otp_term from, size_t size,
                          otp_term (*fn)(otp_arena *a, void *ctx), void *ctx)
 {
-    if (size > UINT32_MAX)
-        return NULL;
-    otp__sig *s = sig_alloc(size);
+    otp__sig *s = sig_start(kind, to, from, size);
     if (!s)
         return NULL;
-    s->next = NULL;
-    s->kind = (uint8_t)kind;
-    s->flags = 0;
-    s->to = to;
-    s->from = from;
-    s->ptr = NULL;
-    s->b = s->c = OTP_NONE;
-    s->data_size = (uint32_t)size;
     otp_arena view = {.top = (uint8_t *)s->data, .end = (uint8_t *)s->data + size};
     s->a = fn(&view, ctx);
-    s->refcs = view.refcs;
-    s->nrefcs = (uint16_t)view.nrefcs;
-    OTP_ASSERT(view.blocks == NULL);
-    if (OTP_UNLIKELY(s->a == OTP_NONE || view.blocks || view.nrefcs > UINT16_MAX)) {
-        if (view.nrefcs > UINT16_MAX) {
-            for (size_t i = 0; i < view.nrefcs; i++)
-                otp__refc_release(view.refcs[i]);
-            s->nrefcs = 0;
-        }
-        for (struct otp__block *blk = view.blocks, *n; blk; blk = n) {
-            n = blk->next;
-            free(blk);
-        }
-        otp__sig_free(s);
-        return NULL;
-    }
-    return s;
+    return sig_finish(s, &view, s->a != OTP_NONE);
 }
 
 void otp__sig_free(otp__sig *s)
