@@ -310,17 +310,7 @@ static void gs_spawn_work(otp__shard *sh, otp__xcall *x)
 static void gs_spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *starter)
 {
     gs_start *st = (gs_start *)x;
-    /* the parent's half of a link, as spawn does */
-    if (starter && x->rc == 0 && st->rq.opts.link && st->rq.parent)
-        otp__add_link_pub(starter, st->rq.pid);
-    else if (!starter && x->rc == 0 && st->rq.opts.link && st->rq.parent) {
-        otp__sig *s = otp__sig_new(OTP__SIG_EXIT, st->rq.pid, st->rq.parent, otp_atom("noproc"),
-                                   OTP_NONE, OTP_NONE);
-        if (s) {
-            s->flags = OTP__SIGF_LINK;
-            otp__route(sh, s);
-        }
-    }
+    otp__spawn_back(sh, x, starter); /* the starter's half of a link, as spawn does */
     if (!starter && st->reason) {
         otp__sig_free(st->reason);
         st->reason = NULL;

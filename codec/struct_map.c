@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "otp/struct.h"
+#include "text_internal.h"
 
 /* Real descriptors nest a handful of levels; 64 leaves room and still keeps
  * the C stack small when a descriptor refers to itself. */
@@ -182,6 +183,26 @@ static const struct int_range {
     [OTP_F_UINT64] = {"uint64", 0, UINT64_MAX, 8, false},
 };
 
+/* Stores the low `bytes` bytes of v in a field of that width: the same
+ * bits for the signed and the unsigned types (range checked already). */
+static void store_int(void *dst, unsigned bytes, uint64_t v)
+{
+    switch (bytes) {
+    case 1:
+        *(uint8_t *)dst = (uint8_t)v;
+        break;
+    case 2:
+        *(uint16_t *)dst = (uint16_t)v;
+        break;
+    case 4:
+        *(uint32_t *)dst = (uint32_t)v;
+        break;
+    default:
+        *(uint64_t *)dst = v;
+        break;
+    }
+}
+
 /* ------------------------------------------------------------ decoding */
 
 static int decode_struct(map_ctx *c, const otp_struct_desc *d, otp_struct_form form, otp_term t,
@@ -200,20 +221,7 @@ static int decode_int(map_ctx *c, otp_field_type type, otp_term v, void *dst)
         if (s < r->min || (s > 0 && (uint64_t)s > r->max))
             return fail(c, -OTP_ERANGE, "%lld does not fit in %s (%lld..%llu)", (long long)s,
                         r->name, (long long)r->min, (unsigned long long)r->max);
-        switch (r->bytes) {
-        case 1:
-            *(int8_t *)dst = (int8_t)s;
-            break;
-        case 2:
-            *(int16_t *)dst = (int16_t)s;
-            break;
-        case 4:
-            *(int32_t *)dst = (int32_t)s;
-            break;
-        default:
-            *(int64_t *)dst = s;
-            break;
-        }
+        store_int(dst, r->bytes, (uint64_t)s);
         return 0;
     }
     if (fits_s && s < 0)
@@ -225,45 +233,8 @@ static int decode_int(map_ctx *c, otp_field_type type, otp_term v, void *dst)
     if (u > r->max)
         return fail(c, -OTP_ERANGE, "%llu does not fit in %s (0..%llu)", (unsigned long long)u,
                     r->name, (unsigned long long)r->max);
-    switch (r->bytes) {
-    case 1:
-        *(uint8_t *)dst = (uint8_t)u;
-        break;
-    case 2:
-        *(uint16_t *)dst = (uint16_t)u;
-        break;
-    case 4:
-        *(uint32_t *)dst = (uint32_t)u;
-        break;
-    default:
-        *(uint64_t *)dst = u;
-        break;
-    }
+    store_int(dst, r->bytes, u);
     return 0;
-}
-
-static size_t utf8_put(uint32_t cp, uint8_t *o)
-{
-    if (cp < 0x80) {
-        o[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (uint8_t)(0xc0 | (cp >> 6));
-        o[1] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xe0 | (cp >> 12));
-        o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xf0 | (cp >> 18));
-    o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* A string (flat list of code points) as UTF-8. Writes at most cap bytes to
@@ -282,7 +253,7 @@ static int string_utf8(map_ctx *c, otp_term list, uint8_t *out, size_t cap, size
             return fail(c, -OTP_ETYPE,
                         "expected text, got a list whose element %zu is not a character", i);
         uint8_t tmp[4];
-        size_t k = utf8_put((uint32_t)cp, tmp);
+        size_t k = otp__utf8_put(tmp, (uint32_t)cp);
         if (out && n + k <= cap)
             memcpy(out + n, tmp, k);
         n += k;

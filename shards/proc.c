@@ -173,6 +173,16 @@ static void send_sig(otp__shard *sh, unsigned kind, otp_term to, otp_term from, 
     otp__route(sh, s);
 }
 
+void otp__send_mon_sig(otp__shard *sh, unsigned kind, otp_term to, otp_term from, uint64_t id,
+                       otp_term b, otp_term c)
+{
+    otp__sig *s = otp__sig_new(kind, to, from, OTP_NONE, b, c);
+    if (!s)
+        return;          /* out of memory: lost, as send_sig's are */
+    s->a = (otp_term)id; /* an id, not a term: no copy, no arena */
+    otp__route(sh, s);
+}
+
 /* A message into p's mailbox (the signal becomes a MSG). */
 static void enqueue_msg(otp_proc *p, otp__sig *s)
 {
@@ -316,20 +326,10 @@ static void proc_die(otp_proc *p, otp_term reason)
                  OTP__SIGF_LINK);
     for (uint32_t i = 0; i < p->nmons; i++) {
         otp__mon *m = &p->mons[i];
-        if (m->origin) {
-            otp__sig *s =
-                otp__sig_new(OTP__SIG_DEMONITOR, m->other, p->pid, OTP_NONE, OTP_NONE, OTP_NONE);
-            if (s) {
-                s->a = (otp_term)m->ref; /* an id, not a term: DEMONITOR carries no terms */
-                otp__route(sh, s);
-            }
-        } else {
-            otp__sig *s = otp__sig_new(OTP__SIG_DOWN, m->other, p->pid, OTP_NONE, m->named, reason);
-            if (s) {
-                s->a = (otp_term)m->ref;
-                otp__route(sh, s);
-            }
-        }
+        if (m->origin)
+            otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, p->pid, m->ref, OTP_NONE, OTP_NONE);
+        else
+            otp__send_mon_sig(sh, OTP__SIG_DOWN, m->other, p->pid, m->ref, m->named, reason);
     }
     if (p->name != OTP_NONE)
         otp__name_release(sh->rt, p->name, p->pid);
@@ -414,22 +414,14 @@ static void deliver_dead(otp__shard *sh, otp__sig *s)
                  OTP__SIGF_LINK);
         /* the linker added the link already: let the EXIT find it */
         break;
-    case OTP__SIG_MONITOR: {
-        otp__sig *d = otp__sig_new(OTP__SIG_DOWN, s->from, s->to, OTP_NONE, s->b, atom_noproc);
-        if (d) {
-            d->a = s->a; /* the ref id */
-            otp__route(sh, d);
-        }
+    case OTP__SIG_MONITOR:
+        otp__send_mon_sig(sh, OTP__SIG_DOWN, s->from, s->to, (uint64_t)s->a, s->b, atom_noproc);
         break;
-    }
     case OTP__SIG_MSG:
         if (s->flags & OTP__SIGF_MONITOR) {
             /* A call to a dead server: the caller's monitor fires, noproc. */
-            otp__sig *d = otp__sig_new(OTP__SIG_DOWN, s->from, s->to, OTP_NONE, s->to, atom_noproc);
-            if (d) {
-                d->a = (otp_term)(uintptr_t)s->ptr;
-                otp__route(sh, d);
-            }
+            otp__send_mon_sig(sh, OTP__SIG_DOWN, s->from, s->to, (uint64_t)(uintptr_t)s->ptr, s->to,
+                              atom_noproc);
         }
         break;
     default:
@@ -749,11 +741,7 @@ int otp_monitor(otp_proc *self, otp_term target, otp_term *ref)
     }
     if (!add_mon(self, id, to, named, true))
         return -OTP_ENOMEM;
-    otp__sig *s = otp__sig_new(OTP__SIG_MONITOR, to, self->pid, OTP_NONE, named, OTP_NONE);
-    if (!s)
-        return -OTP_ENOMEM;
-    s->a = (otp_term)id;
-    otp__route(sh, s);
+    otp__send_mon_sig(sh, OTP__SIG_MONITOR, to, self->pid, id, named, OTP_NONE);
     return 0;
 }
 
@@ -773,12 +761,7 @@ int otp_demonitor(otp_proc *self, otp_term ref, unsigned flags)
     int was = 0;
     otp__mon *m = id ? find_mon(self, id, true) : NULL;
     if (m) {
-        otp__sig *s =
-            otp__sig_new(OTP__SIG_DEMONITOR, m->other, self->pid, OTP_NONE, OTP_NONE, OTP_NONE);
-        if (s) {
-            s->a = (otp_term)id;
-            otp__route(sh, s);
-        }
+        otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, self->pid, id, OTP_NONE, OTP_NONE);
         del_mon(self, m);
         was = 1;
     }
@@ -1197,14 +1180,9 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             if (is_reply) {
                 otp__mon *mon = find_mon(self, id, true);
                 if (mon) {
-                    if (!(r->flags & OTP__SIGF_DEMON)) {
-                        otp__sig *d = otp__sig_new(OTP__SIG_DEMONITOR, to, self->pid, OTP_NONE,
-                                                   OTP_NONE, OTP_NONE);
-                        if (d) {
-                            d->a = (otp_term)id;
-                            otp__route(sh, d);
-                        }
-                    }
+                    if (!(r->flags & OTP__SIGF_DEMON))
+                        otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, to, self->pid, id, OTP_NONE,
+                                          OTP_NONE);
                     del_mon(self, mon);
                 }
             }
@@ -1222,12 +1200,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             self->alias = 0; /* a reply that still comes is dropped on arrival */
             otp__mon *mon = find_mon(self, id, true);
             if (mon) {
-                otp__sig *d =
-                    otp__sig_new(OTP__SIG_DEMONITOR, to, self->pid, OTP_NONE, OTP_NONE, OTP_NONE);
-                if (d) {
-                    d->a = (otp_term)id;
-                    otp__route(sh, d);
-                }
+                otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, to, self->pid, id, OTP_NONE, OTP_NONE);
                 del_mon(self, mon);
             }
             return -OTP_ETIMEDOUT;

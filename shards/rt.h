@@ -303,12 +303,19 @@ typedef struct otp__spawn_req {
 } otp__spawn_req;
 
 int otp__spawn_here(otp__shard *sh, otp__spawn_req *rq);
+/* A spawn's answer back on the parent's shard: the parent's halves of link
+ * and monitor, or, if it died meanwhile, the signals that undo the child's. */
+void otp__spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *parent);
 
 /* ---- for behaviours (proc.c) */
 void otp__add_link_pub(otp_proc *p, otp_term pid);
 int otp__add_mon_pub(otp_proc *p, uint64_t ref, otp_term other);
 /* Sends a WAKE to pid: a process waiting on a flag re-checks it. */
 void otp__wake(otp__shard *sh, otp_term pid);
+/* Routes a monitor signal (MONITOR, DEMONITOR, DOWN): `a` is the ref id, a
+ * raw word, not a term. */
+void otp__send_mon_sig(otp__shard *sh, unsigned kind, otp_term to, otp_term from, uint64_t id,
+                       otp_term b, otp_term c);
 /* A call: monitors `to` (as `named` in a DOWN), sends {tag, {Self, Ref},
  * req} marked as a call with ref id, and waits for the REPLY with that ref
  * or the DOWN. *reply:

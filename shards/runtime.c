@@ -341,7 +341,7 @@ static void spawn_work(otp__shard *sh, otp__xcall *x)
 
 /* On the parent's shard, before anything the child sends can arrive (it
  * travels the same way, later): the parent's half of link and monitor. */
-static void spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *parent)
+void otp__spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *parent)
 {
     otp__spawn_req *rq = (otp__spawn_req *)x;
     if (x->rc != 0 || !rq->parent)
@@ -364,14 +364,9 @@ static void spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *parent)
             otp__route(sh, s);
         }
     }
-    if (rq->opts.monitor) {
-        otp__sig *s =
-            otp__sig_new(OTP__SIG_DEMONITOR, rq->pid, rq->parent, OTP_NONE, OTP_NONE, OTP_NONE);
-        if (s) {
-            s->a = (otp_term)rq->mref;
-            otp__route(sh, s);
-        }
-    }
+    if (rq->opts.monitor)
+        otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, rq->pid, rq->parent, rq->mref, OTP_NONE,
+                          OTP_NONE);
 }
 
 static unsigned pick_shard(otp_runtime *rt, otp__shard *here, int want)
@@ -404,7 +399,7 @@ int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *
     if (!rq->x.work)
         rq->x.work = spawn_work;
     if (!rq->x.back)
-        rq->x.back = spawn_back;
+        rq->x.back = otp__spawn_back;
     rq->parent = parent ? parent->pid : 0;
     if (parent && rq->opts.monitor)
         rq->mref = otp__ref_new(here);
