@@ -463,11 +463,7 @@ int otp_gen_server_stop(otp_proc *self, otp_term server, otp_term reason, uint64
     if (rc == 0) {
         /* wait for the DOWN, so the server is gone when we return */
         otp_term down;
-        struct {
-            otp_term ref;
-        } c = {mref};
-        extern bool otp__match_down(otp_term msg, void *ctx);
-        if (otp_receive(self, otp__match_down, &c, timeout_ms, &down) < 0) {
+        if (otp_receive(self, otp__match_down, &mref, timeout_ms, &down) < 0) {
             rc = -OTP_ETIMEDOUT;
             otp_demonitor(self, mref, OTP_DEMONITOR_FLUSH);
         }
@@ -475,14 +471,6 @@ int otp_gen_server_stop(otp_proc *self, otp_term server, otp_term reason, uint64
         otp_demonitor(self, mref, OTP_DEMONITOR_FLUSH);
     }
     return rc;
-}
-
-bool otp__match_down(otp_term msg, void *ctx);
-bool otp__match_down(otp_term msg, void *ctx)
-{
-    otp_term ref = *(otp_term *)ctx;
-    return otp_tuple_arity(msg) == 5 && otp_tuple_get(msg, 0) == otp_atom("DOWN") &&
-           otp_exact_eq(otp_tuple_get(msg, 1), ref);
 }
 
 /* --------------------------------------------------- from outside threads */

@@ -21,7 +21,6 @@ typedef enum otp__sig_kind {
     OTP__SIG_DOWN,      /* a: the ref id; b: what it names; c: reason */
     OTP__SIG_REPLY,     /* a: the message {Tag, Reply}; ptr: the call's ref id */
     OTP__SIG_RUN,       /* ptr: a struct whose first member is the function to run there */
-    OTP__SIG_WAKE,      /* the target waits on something a shard finished for it */
 } otp__sig_kind;
 
 enum {

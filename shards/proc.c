@@ -449,10 +449,6 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
             add_mon(p, (uint64_t)(uintptr_t)s->ptr, s->from, s->from, false);
         enqueue_msg(p, s);
         return;
-    case OTP__SIG_WAKE:
-        if (p->state == OTP__P_WAITING)
-            otp__make_runnable(p);
-        break;
     case OTP__SIG_REPLY:
         /* A reply to an alias ([alias | Ref]) lives only as long as the
          * call that made it; a reply to a plain ref tag is an ordinary
@@ -555,14 +551,6 @@ int otp_receive(otp_proc *self, otp_match_fn match, void *ctx, uint64_t timeout_
     if (!self || otp__this_shard() != self->sh || self->sh->current != self)
         return -OTP_ECONTEXT;
     return recv_from(self, NULL, match, ctx, timeout_ms, msg);
-}
-
-int otp__receive_after(otp_proc *self, otp__sig **mark, otp_match_fn match, void *ctx,
-                       uint64_t timeout_ms, otp_term *msg);
-int otp__receive_after(otp_proc *self, otp__sig **mark, otp_match_fn match, void *ctx,
-                       uint64_t timeout_ms, otp_term *msg)
-{
-    return recv_from(self, mark, match, ctx, timeout_ms, msg);
 }
 
 int otp__take(otp_proc *p, otp_arena *a, otp_term *msg)
@@ -745,7 +733,7 @@ int otp_monitor(otp_proc *self, otp_term target, otp_term *ref)
     return 0;
 }
 
-static bool match_down_ref(otp_term msg, void *ctx)
+bool otp__match_down(otp_term msg, void *ctx)
 {
     otp_term ref = *(otp_term *)ctx;
     return otp_tuple_arity(msg) == 5 && otp_tuple_get(msg, 0) == atom_down &&
@@ -766,7 +754,7 @@ int otp_demonitor(otp_proc *self, otp_term ref, unsigned flags)
         was = 1;
     }
     if (flags & OTP_DEMONITOR_FLUSH)
-        recv_from(self, NULL, match_down_ref, &ref, 0, NULL);
+        recv_from(self, NULL, otp__match_down, &ref, 0, NULL);
     return was; /* as demonitor(Ref, [info]): was the monitor active */
 }
 
@@ -818,7 +806,6 @@ static bool tmsg_unhash(otp__shard *sh, otp__tmsg *tm)
     for (otp__tmsg **pp = tbucket(sh, tm->id); *pp; pp = &(*pp)->hnext)
         if (*pp == tm) {
             *pp = tm->hnext;
-            sh->ntimers--;
             return true;
         }
     return false;
@@ -888,7 +875,6 @@ static void tmsg_create(otp__shard *sh, uint64_t id, uint64_t deadline, otp__sig
     otp__tmsg **b = tbucket(sh, id);
     tm->hnext = *b;
     *b = tm;
-    sh->ntimers++;
     if (target) {
         tm->pnext = target->timers;
         if (tm->pnext)
@@ -1113,13 +1099,6 @@ bool otp__drop_call_monitor(otp_proc *self, uint64_t ref, otp_term caller)
         return false;
     del_mon(self, m);
     return true;
-}
-
-void otp__wake(otp__shard *sh, otp_term pid)
-{
-    otp__sig *s = otp__sig_new(OTP__SIG_WAKE, pid, OTP_NONE, OTP_NONE, OTP_NONE, OTP_NONE);
-    if (s)
-        otp__route(sh, s);
 }
 
 typedef struct call_msg {

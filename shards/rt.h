@@ -144,7 +144,7 @@ struct otp__shard {
     otp_arena *scratch; /* the loop's own terms, reset after each use */
     uint64_t next_ref;
     otp__tmsg **tbuckets; /* send_after timers by id */
-    size_t ntbuckets, ntimers;
+    size_t ntbuckets;
     bool stopping;          /* shutdown reached this shard */
     uint64_t stop_deadline; /* then: what still lives after it is killed */
     bool thread_bound;      /* embedded: the host thread is known */
@@ -310,8 +310,6 @@ void otp__spawn_back(otp__shard *sh, otp__xcall *x, otp_proc *parent);
 /* ---- for behaviours (proc.c) */
 void otp__add_link_pub(otp_proc *p, otp_term pid);
 int otp__add_mon_pub(otp_proc *p, uint64_t ref, otp_term other);
-/* Sends a WAKE to pid: a process waiting on a flag re-checks it. */
-void otp__wake(otp__shard *sh, otp_term pid);
 /* Routes a monitor signal (MONITOR, DEMONITOR, DOWN): `a` is the ref id, a
  * raw word, not a term. */
 void otp__send_mon_sig(otp__shard *sh, unsigned kind, otp_term to, otp_term from, uint64_t id,
@@ -331,6 +329,9 @@ int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *
 void otp__drain_local(otp__shard *sh);
 void otp__proc_arena_release(otp_proc *p);
 bool otp__drop_call_monitor(otp_proc *self, uint64_t ref, otp_term caller);
+/* A match function for otp_receive: the DOWN of the monitor whose ref is
+ * *(otp_term *)ctx. */
+bool otp__match_down(otp_term msg, void *ctx);
 int otp__send_from(otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg, unsigned kind,
                    otp_term alias);
 
