@@ -9,5 +9,6 @@
 #include "otp/struct.h"
 #include "otp/runtime.h"
 #include "otp/gen_server.h"
+#include "otp/epmd.h"
 
 #endif

@@ -63,6 +63,10 @@ int otp__tcp_listen(const char *addr, uint16_t port, int backlog, uint16_t *boun
     if (fd < 0)
         return fd;
     int one = 1;
+    /* An IPv6 listener takes IPv6 only, as Erlang's epmd does: "::" and
+     * "0.0.0.0" on one port are two listeners, not a clash. */
+    if (ss.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)
+        return fail(fd);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, backlog) < 0)
         return fail(fd);

@@ -13,9 +13,9 @@ int otp__tcp_socket(int family);
 
 /* A listening TCP socket on a numeric address ("127.0.0.1", "::1"; NULL means
  * 0.0.0.0) and port (0: any), with SO_REUSEADDR and TCP_NODELAY (which
- * accepted sockets inherit). *bound_port, if not NULL, gets the port bound.
- * Returns the fd (the caller's to close) or -errno (-EINVAL for an address
- * that is not numeric: resolving names would block). */
+ * accepted sockets inherit); IPv6 listeners are IPv6-only. *bound_port, if not NULL, gets the port
+ * bound. Returns the fd (the caller's to close) or -errno (-EINVAL for an address that is not
+ * numeric: resolving names would block). */
 int otp__tcp_listen(const char *addr, uint16_t port, int backlog, uint16_t *bound_port);
 
 /* Fills *ss and *len from a numeric IPv4 or IPv6 address and a port.

@@ -303,6 +303,11 @@ static void proc_free(otp_proc *p)
     sh->free_slots[sh->nfree++] = p->slot;
     sh->nprocs--;
     free(p);
+    otp__live_release(sh);
+}
+
+void otp__live_release(otp__shard *sh)
+{
     /* release: a shard that reads 0 sees every exit's signals queued */
     if (atomic_fetch_sub_explicit(&sh->rt->live, 1, memory_order_acq_rel) == 1 &&
         atomic_load_explicit(&sh->rt->state, memory_order_acquire) >= OTP__RT_STOPPING) {

@@ -61,7 +61,7 @@ typedef struct otp__behaviour {
 } otp__behaviour;
 
 /* Timers of a shard's wheel, told apart by kind when they fire. */
-enum { OTP__TK_PROC = 1, OTP__TK_MSG };
+enum { OTP__TK_PROC = 1, OTP__TK_MSG, OTP__TK_FN };
 typedef struct otp__ktimer {
     otp__timer t; /* first */
     uint32_t kind;
@@ -114,6 +114,37 @@ typedef struct otp__tmsg {
     struct otp__tmsg *pnext, **pprev; /* the target process's timers */
 } otp__tmsg;
 
+/* ---- services: code that lives on a shard's thread without being a
+ * process (the EPMD agent and server, later the distribution connections).
+ * They use the shard's otp__io directly and these timers. A registered
+ * service keeps the runtime from finishing its stop: stop() is called on
+ * the shard thread when the runtime stops; it closes what it holds and
+ * calls otp__service_done once its last I/O completion has come back. */
+typedef struct otp__service otp__service;
+struct otp__service {
+    void (*stop)(otp__shard *sh, otp__service *svc);
+    otp__service *next, **pprev;
+};
+void otp__service_add(otp__shard *sh, otp__service *svc);
+void otp__service_done(otp__shard *sh, otp__service *svc);
+
+/* A timer for a service: fn runs on the shard thread when it fires. */
+typedef struct otp__stimer {
+    otp__ktimer kt; /* first */
+    void (*fn)(otp__shard *sh, struct otp__stimer *t);
+} otp__stimer;
+void otp__stimer_start(otp__shard *sh, otp__stimer *t, uint64_t ms);
+void otp__stimer_cancel(otp__shard *sh, otp__stimer *t);
+
+/* Runs fn(sh, arg) on shard `index` (from any thread, a process or a
+ * shard): the job travels as a signal, so it runs after what that shard
+ * already has queued from the same sender. 0 or -OTP_ENOMEM. */
+int otp__shard_post(otp_runtime *rt, unsigned index, void (*fn)(otp__shard *sh, void *arg),
+                    void *arg);
+/* One fewer live thing (a process or a service); the last one during a
+ * stop wakes the other shards so they notice. */
+void otp__live_release(otp__shard *sh);
+
 struct otp__shard {
     otp_runtime *rt;
     unsigned index;
@@ -151,6 +182,7 @@ struct otp__shard {
     pthread_t thread;
     bool has_thread; /* a thread of the runtime's own runs it (joined by stop) */
     bool finished;   /* embedded: its loop ended (host thread only) */
+    otp__service *services;
     /* ---- other threads: the external queue (calls from outside) */
     pthread_mutex_t ext_lock;
     otp__sigq ext_q;              /* guarded by ext_lock */

@@ -659,6 +659,12 @@ void otp__shard_shutdown(otp__shard *sh)
     /* Servers finish the callback they are in before they terminate; one
      * that is still there after this long is killed, so stop ends. */
     sh->stop_deadline = otp__now_ms() + 5000;
+    /* Services first: each closes its sockets and reports done once the
+     * completions are back (the loop keeps turning until then). */
+    for (otp__service *svc = sh->services, *next; svc; svc = next) {
+        next = svc->next;
+        svc->stop(sh, svc);
+    }
     otp_term reason = otp_atom("shutdown");
     for (uint32_t i = 0; i < sh->nslots; i++) {
         otp_proc *p = sh->procs[i];

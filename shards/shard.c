@@ -390,6 +390,11 @@ static void timer_fired(otp__timer *t, void *ctx)
     otp__shard *sh = ctx;
     /* Two kinds: a process's own (receive timeout, sleep), and send_after's. */
     otp__ktimer *k = (otp__ktimer *)t;
+    if (k->kind == OTP__TK_FN) {
+        otp__stimer *st = (otp__stimer *)k;
+        st->fn(sh, st);
+        return;
+    }
     if (k->kind == OTP__TK_PROC) {
         otp_proc *p = (otp_proc *)((char *)k - offsetof(otp_proc, timer));
         p->timed_out = true;
@@ -398,6 +403,78 @@ static void timer_fired(otp__timer *t, void *ctx)
         return;
     }
     otp__tmsg_fire(sh, (otp__tmsg *)k);
+}
+
+/* ------------------------------------------------------------ services */
+
+void otp__stimer_start(otp__shard *sh, otp__stimer *t, uint64_t ms)
+{
+    if (otp__timer_pending(&t->kt.t))
+        otp__wheel_cancel(&sh->wheel, &t->kt.t);
+    t->kt.kind = OTP__TK_FN;
+    otp__wheel_add(&sh->wheel, &t->kt.t, otp__now_ms() + ms);
+}
+
+void otp__stimer_cancel(otp__shard *sh, otp__stimer *t)
+{
+    if (otp__timer_pending(&t->kt.t))
+        otp__wheel_cancel(&sh->wheel, &t->kt.t);
+}
+
+void otp__service_add(otp__shard *sh, otp__service *svc)
+{
+    atomic_fetch_add_explicit(&sh->rt->live, 1, memory_order_relaxed);
+    svc->next = sh->services;
+    svc->pprev = &sh->services;
+    if (sh->services)
+        sh->services->pprev = &svc->next;
+    sh->services = svc;
+}
+
+void otp__service_done(otp__shard *sh, otp__service *svc)
+{
+    *svc->pprev = svc->next;
+    if (svc->next)
+        svc->next->pprev = svc->pprev;
+    svc->next = NULL;
+    svc->pprev = NULL;
+    otp__live_release(sh);
+}
+
+typedef struct post_job {
+    void (*entry)(otp__shard *, void *); /* first: the SIG_RUN function */
+    void (*fn)(otp__shard *sh, void *arg);
+    void *arg;
+} post_job;
+
+static void post_entry(otp__shard *sh, void *p)
+{
+    post_job *j = p;
+    j->fn(sh, j->arg);
+    free(j);
+}
+
+int otp__shard_post(otp_runtime *rt, unsigned index, void (*fn)(otp__shard *sh, void *arg),
+                    void *arg)
+{
+    post_job *j = malloc(sizeof *j);
+    otp__sig *s = j ? otp__sig_new(OTP__SIG_RUN, otp__mk_lpid(rt->node_slot, index, 0), OTP_NONE,
+                                   OTP_NONE, OTP_NONE, OTP_NONE)
+                    : NULL;
+    if (!s) {
+        free(j);
+        return -OTP_ENOMEM;
+    }
+    j->entry = post_entry;
+    j->fn = fn;
+    j->arg = arg;
+    s->ptr = j;
+    otp__shard *here = otp__this_shard();
+    if (here && here->rt == rt)
+        otp__route(here, s);
+    else
+        otp__inject(rt, index, s);
+    return 0;
 }
 
 /* ------------------------------------------------------------ the loop */
