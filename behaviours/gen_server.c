@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "otp/gen_server.h"
+#include "dist.h"
 #include "rt.h"
 
 #define GS_BUDGET 64 /* messages per turn before the server lets others run */
@@ -170,9 +171,14 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
     otp_term ref =
         otp_ref(a, from->ref_node, from->ref_creation, from->ref_words, from->ref_nwords);
     otp_term to = otp__local_pid(rt, pid);
-    if (!to)
-        return -OTP_EBADARG; /* remote callers: the distribution layer */
     otp_term tag = from->alias ? otp_cons(a, a_alias, ref) : ref;
+    if (!to) {
+        /* A caller on another node: {Tag, Reply} to its pid, as gen:reply
+         * does (a plain send works for alias tags too). */
+        if (!otp__dist_is_remote(rt, pid))
+            return -OTP_EBADARG;
+        return otp__dist_send(rt, self->sh, self, pid, OTP_TUPLE(a, tag, reply));
+    }
     return otp__reply(self, to, tag, ref, reply);
 }
 

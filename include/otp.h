@@ -10,5 +10,6 @@
 #include "otp/runtime.h"
 #include "otp/gen_server.h"
 #include "otp/epmd.h"
+#include "otp/node.h"
 
 #endif

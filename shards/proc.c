@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dist.h"
 #include "rt.h"
 
 static otp_term atom_exit, atom_down, atom_process, atom_noproc, atom_killed, atom_kill,
@@ -614,6 +615,8 @@ void *otp_proc_arg(const otp_proc *self)
 /* The pid a destination names: a pid of ours, a name registered here. */
 static otp_term resolve(otp_runtime *rt, otp_term dest)
 {
+    if (otp_is_tuple(dest) && otp_tuple_arity(dest) == 2 && otp_tuple_get(dest, 1) == rt->node)
+        dest = otp_tuple_get(dest, 0); /* {Name, OurNode} */
     if (otp_is_atom(dest)) {
         otp_term pid = otp_whereis(rt, dest);
         return pid == OTP_NONE ? 0 : pid;
@@ -626,8 +629,11 @@ int otp__send_from(otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg, 
 {
     otp_runtime *rt = sh->rt;
     otp_term to = resolve(rt, dest);
-    if (!to)
+    if (!to) {
+        if (kind == OTP__SIG_MSG && otp__dist_is_remote(rt, dest))
+            return otp__dist_send(rt, sh, self, dest, msg);
         return otp_is_atom(dest) ? -OTP_ENOPROC : (otp_is_pid(dest) ? 0 : -OTP_EBADARG);
+    }
     otp__sig *s = otp__sig_new(kind, to, self ? self->pid : OTP_NONE, msg, alias, OTP_NONE);
     if (!s)
         return -OTP_ENOMEM;
@@ -651,8 +657,11 @@ int otp_runtime_send(otp_runtime *rt, otp_term dest, otp_term msg)
     if (sh && sh->rt == rt)
         return otp__send_from(sh, NULL, dest, msg, OTP__SIG_MSG, OTP_NONE);
     otp_term to = resolve(rt, dest);
-    if (!to)
+    if (!to) {
+        if (otp__dist_is_remote(rt, dest))
+            return otp__dist_send(rt, NULL, NULL, dest, msg);
         return otp_is_atom(dest) ? -OTP_ENOPROC : (otp_is_pid(dest) ? 0 : -OTP_EBADARG);
+    }
     otp__sig *s = otp__sig_new(OTP__SIG_MSG, to, OTP_NONE, msg, OTP_NONE, OTP_NONE);
     if (!s)
         return -OTP_ENOMEM;

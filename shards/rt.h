@@ -208,6 +208,8 @@ struct otp_runtime {
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
     unsigned stopped_shards; /* guarded by stop_lock */
+    /* The distribution layer once otp_node_start has run (net/dist.c). */
+    _Atomic(struct otp_node *) dist;
 };
 
 /* ---- pids and refs */

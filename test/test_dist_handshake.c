@@ -323,7 +323,10 @@ static uint16_t free_port(void)
 
 typedef struct child {
     pid_t pid;
-    FILE *out;
+    int fd; /* the child's stdout, read without stdio (a FILE's buffer
+               would hide lines from poll) */
+    char buf[4096];
+    size_t have;
 } child;
 
 /* Starts argv with stdout to a pipe we read. */
@@ -341,7 +344,7 @@ static child spawn(char *const argv[])
         _exit(127);
     }
     close(p[1]);
-    c.out = fdopen(p[0], "r");
+    c.fd = p[0];
     return c;
 }
 
@@ -352,24 +355,33 @@ static void reap(child *c)
         waitpid(c->pid, NULL, 0);
         c->pid = 0;
     }
-    if (c->out)
-        fclose(c->out);
-    c->out = NULL;
+    if (c->fd > 0)
+        close(c->fd);
+    c->fd = -1;
+    c->have = 0;
 }
 
 /* A line from the child within timeout_ms, or fails. */
-static void read_line(child *c, char *buf, size_t cap, unsigned timeout_ms)
+static void read_line(child *c, char *line, size_t cap, unsigned timeout_ms)
 {
     uint64_t deadline = now_ms() + timeout_ms;
     for (;;) {
-        struct pollfd pf = {.fd = fileno(c->out), .events = POLLIN};
-        uint64_t now = now_ms();
-        assert_true(now < deadline);
-        if (poll(&pf, 1, (int)(deadline - now)) > 0) {
-            assert_non_null(fgets(buf, (int)cap, c->out));
-            buf[strcspn(buf, "\n")] = 0;
+        char *nl = memchr(c->buf, '\n', c->have);
+        if (nl) {
+            size_t len = (size_t)(nl - c->buf);
+            snprintf(line, cap, "%.*s", (int)len, c->buf);
+            memmove(c->buf, nl + 1, c->have - len - 1);
+            c->have -= len + 1;
             return;
         }
+        uint64_t now = now_ms();
+        assert_true(now < deadline && c->have < sizeof c->buf);
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        if (poll(&pf, 1, (int)(deadline - now)) <= 0)
+            continue;
+        ssize_t n = read(c->fd, c->buf + c->have, sizeof c->buf - c->have);
+        assert_true(n > 0);
+        c->have += (size_t)n;
     }
 }
 

@@ -1,0 +1,68 @@
+/* node.h — distribution: the runtime's node joins an Erlang cluster.
+ *
+ * otp_node_start makes the runtime's node (otp_runtime_config.node_name,
+ * "name@host") reachable: it listens for distribution connections,
+ * registers with EPMD (serving it itself when the port is free, see
+ * epmd.h), and starts the node's own services (net_kernel, so that
+ * net_adm:ping answers pong). From then on otp_send, otp_gen_server_reply
+ * and the other sends accept remote pids and {Name, 'node@host'}: the first
+ * send to a node connects to it, as in Erlang.
+ *
+ * Status of this first part of the distribution layer (see the issue):
+ * handshake both ways, ticks, SEND / SEND_SENDER / REG_SEND / ALIAS_SEND
+ * in, SEND / REG_SEND out, pass-through framing; the flags advertised are
+ * what that supports. Links, monitors and exits across nodes, spawn
+ * requests (rpc), atom cache and fragments come next.
+ */
+#ifndef OTP_NODE_H
+#define OTP_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "otp/common.h"
+#include "otp/epmd.h"
+#include "otp/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct otp_node otp_node;
+
+typedef struct otp_node_config {
+    const char *cookie;        /* NULL: the contents of ~/.erlang.cookie, as erl reads it */
+    uint16_t port;             /* distribution listen port; 0: any free one */
+    bool hidden;               /* a hidden node (not in the peers' nodes()) */
+    unsigned net_ticktime;     /* seconds; 0: 60, Erlang's default */
+    uint16_t epmd_port;        /* 0: ERL_EPMD_PORT or 4369 */
+    bool epmd_client_only;     /* never serve EPMD ourselves */
+    unsigned shard;            /* the shard that owns the listener and connections */
+    unsigned setup_timeout_ms; /* connection set-up (net_setuptime); 0: 7000 */
+} otp_node_config;
+
+/* Starts distribution for rt's node. Call it from a thread, after
+ * otp_runtime_start and before spawning processes: the node takes the
+ * creation EPMD gives, which every pid and ref then carries. Returns 0 and
+ * *out (the caller's until otp_node_stop), or -OTP_EBADARG (the runtime's
+ * node name is not name@host), -OTP_EEXIST (the name is registered with
+ * EPMD already), -OTP_EIO (no cookie, cannot listen, EPMD unreachable: err
+ * says which), -OTP_ECONTEXT. err may be NULL. */
+int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, otp_error *err);
+
+/* Closes every connection, unregisters from EPMD, frees n. From a thread,
+ * before otp_runtime_free (after otp_runtime_stop is fine). */
+void otp_node_stop(otp_node *n);
+
+/* The port the node listens on, and its EPMD presence (for static routes). */
+uint16_t otp_node_port(const otp_node *n);
+otp_epmd *otp_node_epmd(otp_node *n);
+
+/* Connected nodes (any thread): writes up to max node atoms, returns how
+ * many there are. */
+size_t otp_node_connected(otp_node *n, otp_term *nodes, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1246 @@
+/* dist.c — the distribution layer, first part: otp_node (node.h).
+ *
+ * Shape (DESIGN.md, "Network and distribution"): one TCP connection per
+ * remote node, owned by the node's home shard, a service there driving its
+ * sockets through the shard's otp__io. Processes on any shard send through
+ * it: they encode the frame on their own shard (otp__dist_send) and pass it
+ * to the home shard as a job behind whatever they sent before, so the
+ * order between a pair of processes holds; the home shard queues frames
+ * per connection and writes them in batches (one writev of up to BATCH
+ * frames). Reads happen on the home shard, which decodes each frame and
+ * routes the message to its process's shard.
+ *
+ * Set-up: an outgoing connection starts on a short-lived thread (EPMD
+ * lookup and connect block, and a shard never blocks), which hands the
+ * connected socket to the home shard; the handshake (dist_handshake.c)
+ * then runs on the shard, as it does for accepted connections.
+ *
+ * Framing: we advertise neither DIST_HDR_ATOM_CACHE nor FRAGMENTS, so every
+ * frame is pass-through: 112, then the control term and the payload, each
+ * with its 131. Ticks: every net_ticktime/4 a connection that wrote nothing
+ * sends an empty frame; one that read nothing for net_ticktime is down.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dist.h"
+#include "dist_handshake.h"
+#include "epmd_internal.h"
+#include "otp/etf.h"
+#include "otp/gen_server.h"
+#include "otp/node.h"
+#include "rt.h"
+#include "socket.h"
+
+#define BATCH      64           /* frames per write */
+#define MAX_FRAME  (256u << 20) /* a bigger length is a broken peer */
+#define RBUF_START (64u << 10)
+#define PRE_MAX    (64u << 20) /* bytes queued for a node still connecting */
+
+enum { C_CONNECTING, C_HANDSHAKE, C_UP, C_CLOSED };
+
+/* Control message numbers (dist-protocol.md §4). */
+enum {
+    CTL_LINK = 1,
+    CTL_SEND = 2,
+    CTL_EXIT = 3,
+    CTL_UNLINK = 4,
+    CTL_REG_SEND = 6,
+    CTL_GROUP_LEADER = 7,
+    CTL_EXIT2 = 8,
+    CTL_SEND_TT = 12,
+    CTL_EXIT_TT = 13,
+    CTL_REG_SEND_TT = 16,
+    CTL_EXIT2_TT = 18,
+    CTL_MONITOR_P = 19,
+    CTL_DEMONITOR_P = 20,
+    CTL_MONITOR_P_EXIT = 21,
+    CTL_SEND_SENDER = 22,
+    CTL_SEND_SENDER_TT = 23,
+    CTL_PAYLOAD_EXIT = 24,
+    CTL_PAYLOAD_EXIT_TT = 25,
+    CTL_PAYLOAD_EXIT2 = 26,
+    CTL_PAYLOAD_EXIT2_TT = 27,
+    CTL_PAYLOAD_MONITOR_P_EXIT = 28,
+    CTL_SPAWN_REQUEST = 29,
+    CTL_SPAWN_REQUEST_TT = 30,
+    CTL_SPAWN_REPLY = 31,
+    CTL_SPAWN_REPLY_TT = 32,
+    CTL_ALIAS_SEND = 33,
+    CTL_ALIAS_SEND_TT = 34,
+    CTL_UNLINK_ID = 35,
+    CTL_UNLINK_ID_ACK = 36,
+    CTL_MAX = 37, /* ALTACT_SIG_SEND (OTP 28) */
+};
+
+/* Bytes to write: a frame, or handshake bytes. */
+typedef struct blob {
+    struct blob *next;
+    size_t len;
+    uint8_t *data; /* malloc'd (an otp_buf's) */
+} blob;
+
+typedef struct conn conn;
+struct conn {
+    otp_node *n;
+    conn *next;
+    otp_term peer; /* node atom; 0 for an accepted one until its handshake names it */
+    otp__sock fd;
+    int state;
+    bool initiator;
+    bool close_after_write; /* a last handshake status is on its way */
+    otp__hs *hs;
+    otp__io_op rop, sop;
+    int ops; /* io ops pending, plus 1 while a connector thread runs */
+    uint8_t *rbuf;
+    size_t rlen, rcap;
+    blob *pre, *pre_tail; /* messages waiting for the connection to come up */
+    size_t pre_bytes;
+    blob *oq, *oq_tail; /* bytes to write */
+    blob *sending;      /* the batch being written */
+    struct iovec iov[BATCH];
+    bool writing;
+    uint64_t flags;
+    uint64_t last_rx, last_tx, deadline;
+};
+
+struct otp_node {
+    otp__service svc; /* first */
+    otp_runtime *rt;
+    otp__shard *sh;
+    unsigned home;
+    char name[OTP__HS_MAX_NAME + 1];
+    otp_term node;
+    uint32_t creation;
+    char cookie[1024];
+    size_t cookie_len;
+    uint64_t flags;
+    uint64_t tick_ms;
+    unsigned setup_ms;
+    uint16_t port;
+    otp__sock lfd;
+    otp__io_op aop;
+    int ops; /* the accept */
+    conn *conns;
+    unsigned live_conns; /* allocated, closed or not */
+    otp__stimer tick;
+    bool stopping;
+    otp_epmd *epmd;
+    otp_term net_kernel;
+    _Atomic(otp__waiter *) stop_waiter;
+    _Atomic bool finished;
+    pthread_mutex_t lock; /* `up`, read by otp_node_connected */
+    otp_term *up;
+    size_t nup, capup;
+    /* Connector threads, joined by otp_node_stop (a thread's last act, its
+     * wake of the home shard, touches the shard's io: the runtime must not
+     * be freed under it). Home shard only, until otp_node_stop. */
+    pthread_t *threads;
+    size_t nthreads, capthreads;
+};
+
+static otp_term a_is_auth, a_yes, a_net_kernel, a_empty;
+
+static void dlog(const otp_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void dlog(const otp_node *n, const char *fmt, ...)
+{
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "libotp: node %s: %s\n", n->name, line);
+}
+
+static void blob_free_list(blob *b)
+{
+    while (b) {
+        blob *next = b->next;
+        free(b->data);
+        free(b);
+        b = next;
+    }
+}
+
+/* ------------------------------------------------------- connected list */
+
+static void up_add(otp_node *n, otp_term peer)
+{
+    pthread_mutex_lock(&n->lock);
+    if (n->nup == n->capup) {
+        size_t cap = n->capup ? n->capup * 2 : 8;
+        otp_term *p = realloc(n->up, cap * sizeof *p);
+        if (p) {
+            n->up = p;
+            n->capup = cap;
+        }
+    }
+    if (n->nup < n->capup)
+        n->up[n->nup++] = peer;
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void up_del(otp_node *n, otp_term peer)
+{
+    pthread_mutex_lock(&n->lock);
+    for (size_t i = 0; i < n->nup; i++)
+        if (n->up[i] == peer) {
+            n->up[i] = n->up[--n->nup];
+            break;
+        }
+    pthread_mutex_unlock(&n->lock);
+}
+
+size_t otp_node_connected(otp_node *n, otp_term *nodes, size_t max)
+{
+    pthread_mutex_lock(&n->lock);
+    size_t k = n->nup;
+    for (size_t i = 0; i < k && i < max; i++)
+        nodes[i] = n->up[i];
+    pthread_mutex_unlock(&n->lock);
+    return k;
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void maybe_finished(otp_node *n);
+static void arm_recv(conn *c);
+static void on_recv(otp__io_op *op, int64_t res);
+static void on_sent(otp__io_op *op, int64_t res);
+static void kick_writer(conn *c);
+
+static conn *find_conn(otp_node *n, otp_term peer)
+{
+    for (conn *c = n->conns; c; c = c->next)
+        if (c->peer == peer && c->state != C_CLOSED)
+            return c;
+    return NULL;
+}
+
+static void unlink_conn(otp_node *n, conn *c)
+{
+    for (conn **pp = &n->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            return;
+        }
+}
+
+static void conn_free(conn *c)
+{
+    otp_node *n = c->n;
+    blob_free_list(c->pre);
+    blob_free_list(c->oq);
+    blob_free_list(c->sending);
+    free(c->hs);
+    free(c->rbuf);
+    free(c);
+    n->live_conns--;
+    maybe_finished(n);
+}
+
+static void conn_close(conn *c, const char *why)
+{
+    otp_node *n = c->n;
+    if (c->state == C_CLOSED)
+        return;
+    if (why)
+        dlog(n, "connection to %s closed: %s", c->peer ? otp_atom_cstr(c->peer) : "(handshake)",
+             why);
+    if (c->state == C_UP)
+        up_del(n, c->peer);
+    c->state = C_CLOSED;
+    unlink_conn(n, c);
+    if (c->fd >= 0) {
+        otp__io_close(n->sh->io, c->fd);
+        c->fd = -1;
+    }
+    if (c->ops == 0)
+        conn_free(c);
+}
+
+/* One op of c is back; true if c is closed (maybe freed): hands off. */
+static bool op_back(conn *c)
+{
+    c->ops--;
+    if (c->state != C_CLOSED)
+        return false;
+    if (c->ops == 0)
+        conn_free(c);
+    return true;
+}
+
+static conn *conn_new(otp_node *n, otp_term peer, bool initiator)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->n = n;
+    c->peer = peer;
+    c->fd = -1;
+    c->initiator = initiator;
+    c->state = initiator ? C_CONNECTING : C_HANDSHAKE;
+    c->rop.data = c->sop.data = c;
+    c->rop.done = on_recv;
+    c->sop.done = on_sent;
+    c->deadline = otp__now_ms() + n->setup_ms;
+    c->next = n->conns;
+    n->conns = c;
+    n->live_conns++;
+    return c;
+}
+
+static int queue_bytes(conn *c, const uint8_t *p, size_t len)
+{
+    blob *b = malloc(sizeof *b);
+    uint8_t *d = malloc(len ? len : 1);
+    if (!b || !d) {
+        free(b);
+        free(d);
+        return -1;
+    }
+    memcpy(d, p, len);
+    b->data = d;
+    b->len = len;
+    b->next = NULL;
+    if (c->oq_tail)
+        c->oq_tail->next = b;
+    else
+        c->oq = b;
+    c->oq_tail = b;
+    kick_writer(c);
+    return 0;
+}
+
+static void on_sent(otp__io_op *op, int64_t res)
+{
+    conn *c = op->data;
+    blob *done = c->sending;
+    c->sending = NULL;
+    c->writing = false;
+    blob_free_list(done);
+    if (op_back(c))
+        return;
+    if (res < 0) {
+        conn_close(c, strerror((int)-res));
+        return;
+    }
+    c->last_tx = otp__now_ms();
+    if (c->close_after_write && !c->oq) {
+        conn_close(c, NULL);
+        return;
+    }
+    kick_writer(c);
+}
+
+static void kick_writer(conn *c)
+{
+    if (c->writing || !c->oq || c->fd < 0 || c->state == C_CLOSED)
+        return;
+    int k = 0;
+    blob *b = c->oq, *last = NULL;
+    while (b && k < BATCH) {
+        c->iov[k].iov_base = b->data;
+        c->iov[k].iov_len = b->len;
+        k++;
+        last = b;
+        b = b->next;
+    }
+    c->sending = c->oq;
+    last->next = NULL;
+    c->oq = b;
+    if (!b)
+        c->oq_tail = NULL;
+    if (otp__io_send(c->n->sh->io, &c->sop, c->fd, c->iov, k) != 0) {
+        conn_close(c, "cannot queue a send");
+        return;
+    }
+    c->ops++;
+    c->writing = true;
+}
+
+static void flush_hs(conn *c)
+{
+    size_t n;
+    const uint8_t *o = otp__hs_out(c->hs, &n);
+    if (n && queue_bytes(c, o, n) < 0)
+        conn_close(c, "out of memory");
+    otp__hs_sent(c->hs);
+}
+
+static void go_up(conn *c)
+{
+    otp_node *n = c->n;
+    c->flags = c->hs->flags;
+    if (!c->peer)
+        c->peer = otp_atom(c->hs->peer_name);
+    /* A connection that lost a simultaneous connect leaves its waiting
+     * messages to this one, in order. */
+    for (conn *o = n->conns, *next; o; o = next) {
+        next = o->next;
+        if (o == c || o->peer != c->peer || o->state == C_CLOSED)
+            continue;
+        if (o->pre) {
+            if (c->pre_tail)
+                c->pre_tail->next = o->pre;
+            else
+                c->pre = o->pre;
+            c->pre_tail = o->pre_tail;
+            o->pre = o->pre_tail = NULL;
+        }
+        conn_close(o, "replaced by a newer connection");
+    }
+    free(c->hs);
+    c->hs = NULL;
+    c->state = C_UP;
+    c->last_rx = c->last_tx = otp__now_ms();
+    up_add(n, c->peer);
+    if (c->pre) {
+        if (c->oq_tail)
+            c->oq_tail->next = c->pre;
+        else
+            c->oq = c->pre;
+        c->oq_tail = c->pre_tail;
+        c->pre = c->pre_tail = NULL;
+        c->pre_bytes = 0;
+    }
+    kick_writer(c);
+}
+
+/* Delivers msg to a local pid or registered name; a dead or unknown
+ * destination drops it, as Erlang does. */
+static void deliver(otp_node *n, otp_term dest, otp_term msg)
+{
+    otp_term to = otp_is_atom(dest) ? otp_whereis(n->rt, dest) : otp__local_pid(n->rt, dest);
+    if (!to || to == OTP_NONE)
+        return;
+    otp__sig *s = otp__sig_new(OTP__SIG_MSG, to, OTP_NONE, msg, OTP_NONE, OTP_NONE);
+    if (s)
+        otp__route(n->sh, s);
+}
+
+int otp__dist_decode_frame(otp_arena *a, const uint8_t *b, size_t len, int64_t *op, otp_term *ctl,
+                           otp_term *msg, char *why, size_t cap)
+{
+    *msg = OTP_NONE;
+    if (len == 0)
+        return 1; /* a tick */
+    if (b[0] != 112) {
+        snprintf(why, cap, "frame starts with %u, not 112: header mode was not negotiated", b[0]);
+        return -1;
+    }
+    otp_decode_opts o = {0};
+    size_t used = 0;
+    otp_error err;
+    if (otp_decode(a, b + 1, len - 1, &o, ctl, &used, &err) < 0) {
+        snprintf(why, cap, "bad control message: %s at byte %zu", err.message, err.offset + 1);
+        return -1;
+    }
+    if (1 + used < len && otp_decode_exact(a, b + 1 + used, len - 1 - used, &o, msg, &err) < 0) {
+        snprintf(why, cap, "bad message payload: %s at byte %zu", err.message,
+                 err.offset + 1 + used);
+        return -1;
+    }
+    size_t ar = otp_is_tuple(*ctl) ? otp_tuple_arity(*ctl) : 0;
+    if (ar == 0 || otp_get_int64(otp_tuple_get(*ctl, 0), op) < 0 || *op < 1 || *op > CTL_MAX) {
+        snprintf(why, cap, "unknown control message");
+        return -1;
+    }
+    const char *bad = NULL;
+    switch (*op) {
+    case CTL_SEND:
+    case CTL_SEND_TT:
+    case CTL_SEND_SENDER:
+    case CTL_SEND_SENDER_TT:
+        if (ar < 3 || *msg == OTP_NONE || !otp_is_pid(otp_tuple_get(*ctl, 2)))
+            bad = "SEND without a pid or a message";
+        break;
+    case CTL_REG_SEND:
+    case CTL_REG_SEND_TT:
+        if (ar < 4 || *msg == OTP_NONE || !otp_is_atom(otp_tuple_get(*ctl, 3)))
+            bad = "REG_SEND without a name or a message";
+        break;
+    default:
+        break;
+    }
+    if (bad) {
+        snprintf(why, cap, "%s", bad);
+        return -1;
+    }
+    return 0;
+}
+
+/* One frame body (after the length). Returns NULL, or why the connection
+ * must close. */
+static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why, size_t cap)
+{
+    otp_node *n = c->n;
+    otp_arena *a = n->sh->scratch;
+    int64_t op = 0;
+    otp_term ctl, msg;
+    int r = otp__dist_decode_frame(a, b, len, &op, &ctl, &msg, why, cap);
+    if (r == 0) {
+        switch (op) {
+        case CTL_SEND:
+        case CTL_SEND_TT:
+        case CTL_SEND_SENDER:
+        case CTL_SEND_SENDER_TT:
+            deliver(n, otp_tuple_get(ctl, 2), msg);
+            break;
+        case CTL_REG_SEND:
+        case CTL_REG_SEND_TT:
+            deliver(n, otp_tuple_get(ctl, 3), msg);
+            break;
+        default:
+            /* Known control messages of features we do not advertise yet
+             * (links, monitors, exits, spawn, aliases): a peer may still
+             * send some (an Erlang process linking to one of ours). They
+             * are dropped for now. */
+            break;
+        }
+    }
+    otp_arena_reset(a);
+    return r < 0 ? why : NULL;
+}
+
+static void process_input(conn *c)
+{
+    char why[256];
+    size_t pos = 0;
+    if (c->state == C_HANDSHAKE) {
+        size_t used = 0;
+        int r = otp__hs_feed(c->hs, c->rbuf, c->rlen, &used);
+        pos = used;
+        flush_hs(c);
+        if (c->state == C_CLOSED)
+            return;
+        if (r < 0) {
+            const char *peer = c->hs->peer_name[0] ? c->hs->peer_name : "an unnamed node";
+            dlog(c->n, "handshake with %s failed: %s", peer, c->hs->why);
+            if (c->oq || c->writing) {
+                c->close_after_write = true; /* the last status goes out first */
+                c->rlen = 0;
+                return;
+            }
+            conn_close(c, NULL);
+            return;
+        }
+        if (r == OTP__HS_UP)
+            go_up(c);
+    }
+    while (c->state == C_UP && c->rlen - pos >= 4) {
+        const uint8_t *p = c->rbuf + pos;
+        uint32_t fl = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (fl > MAX_FRAME) {
+            snprintf(why, sizeof why, "frame of %u bytes is over the limit", fl);
+            conn_close(c, why);
+            return;
+        }
+        if (c->rlen - pos < 4 + (size_t)fl)
+            break;
+        const char *bad = handle_frame(c, p + 4, fl, why, sizeof why);
+        if (bad) {
+            conn_close(c, bad);
+            return;
+        }
+        pos += 4 + fl;
+    }
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+}
+
+static void on_recv(otp__io_op *op, int64_t res)
+{
+    conn *c = op->data;
+    if (op_back(c))
+        return;
+    if (res <= 0) {
+        conn_close(c, res == 0 ? "the peer closed the connection" : strerror((int)-res));
+        return;
+    }
+    if (c->close_after_write)
+        return; /* a failed handshake: ignore what else comes */
+    c->rlen += (size_t)res;
+    c->last_rx = otp__now_ms();
+    c->ops++; /* held: processing may close c */
+    process_input(c);
+    if (op_back(c))
+        return;
+    arm_recv(c);
+}
+
+static void arm_recv(conn *c)
+{
+    size_t need = c->rlen + 4096;
+    if (c->state == C_UP && c->rlen >= 4) {
+        uint32_t fl = (uint32_t)c->rbuf[0] << 24 | (uint32_t)c->rbuf[1] << 16 |
+                      (uint32_t)c->rbuf[2] << 8 | c->rbuf[3];
+        if ((size_t)fl + 4 > need)
+            need = (size_t)fl + 4; /* the whole frame at once */
+    }
+    if (need > c->rcap) {
+        size_t cap = c->rcap ? c->rcap : RBUF_START;
+        while (cap < need)
+            cap *= 2;
+        uint8_t *p = realloc(c->rbuf, cap);
+        if (!p) {
+            conn_close(c, "out of memory for a frame");
+            return;
+        }
+        c->rbuf = p;
+        c->rcap = cap;
+    }
+    c->rop.done = on_recv;
+    if (otp__io_recv(c->n->sh->io, &c->rop, c->fd, c->rbuf + c->rlen, c->rcap - c->rlen) != 0) {
+        conn_close(c, "cannot queue a receive");
+        return;
+    }
+    c->ops++;
+}
+
+/* -------------------------------------------------------------- handshake */
+
+static const char *hs_status(void *arg, const char *peer, uint64_t flags)
+{
+    conn *c = arg;
+    otp_node *n = c->n;
+    otp_term pa = otp_atom(peer);
+    for (conn *o = n->conns; o; o = o->next) {
+        if (o == c || o->peer != pa || o->state == C_CLOSED)
+            continue;
+        if (o->state == C_UP)
+            return "alive";
+        /* Both sides connect at once: the greater name's attempt wins. */
+        if (strcmp(n->name, peer) > 0)
+            return "nok";
+        return "ok_simultaneous"; /* ours gives way once this one is up */
+    }
+    return "ok";
+}
+
+static int hs_begin(conn *c)
+{
+    otp_node *n = c->n;
+    c->hs = malloc(sizeof *c->hs);
+    if (!c->hs)
+        return -1;
+    otp__hs_config hc = {.initiator = c->initiator,
+                         .name = n->name,
+                         .creation = n->creation,
+                         .flags = n->flags,
+                         .cookie = n->cookie,
+                         .cookie_len = n->cookie_len,
+                         .peer = c->initiator ? otp_atom_cstr(c->peer) : NULL,
+                         .status = hs_status,
+                         .arg = c};
+    if (otp__hs_start(c->hs, &hc) < 0)
+        return -1;
+    c->state = C_HANDSHAKE;
+    c->deadline = otp__now_ms() + n->setup_ms;
+    flush_hs(c);
+    arm_recv(c);
+    return 0;
+}
+
+static void on_accept(otp__io_op *op, int64_t res)
+{
+    otp_node *n = op->data;
+    if (!otp__io_op_pending(op)) {
+        n->ops--;
+        if (res != -ECANCELED && !n->stopping)
+            dlog(n, "accepting connections failed: %s", strerror((int)-res));
+        maybe_finished(n);
+        if (res < 0)
+            return;
+    }
+    if (res < 0)
+        return;
+    if (n->stopping) {
+        close((int)res);
+        return;
+    }
+    conn *c = conn_new(n, 0, false);
+    if (!c) {
+        close((int)res);
+        return;
+    }
+    c->fd = (int)res;
+    c->ops++; /* held: starting may close c */
+    if (hs_begin(c) < 0)
+        conn_close(c, "cannot start the handshake");
+    op_back(c);
+}
+
+/* ------------------------------------------------------ outgoing set-up */
+
+typedef struct connect_job {
+    otp_node *n;
+    conn *c;
+    char peer[OTP__HS_MAX_NAME + 1];
+    int fd;
+    char why[300];
+} connect_job;
+
+static void connected_here(otp__shard *sh, void *arg)
+{
+    connect_job *j = arg;
+    conn *c = j->c;
+    if (op_back(c)) {
+        if (j->fd >= 0)
+            close(j->fd);
+        free(j);
+        return;
+    }
+    if (j->fd < 0) {
+        conn_close(c, j->why);
+        free(j);
+        return;
+    }
+    c->fd = j->fd;
+    free(j);
+    c->ops++; /* held: starting may close c */
+    if (hs_begin(c) < 0)
+        conn_close(c, "cannot start the handshake");
+    op_back(c);
+}
+
+static void *connector(void *arg)
+{
+    connect_job *j = arg;
+    otp_node *n = j->n;
+    j->fd = -1;
+    otp_epmd_node_info info;
+    otp_error err;
+    char *at = strchr(j->peer, '@');
+    uint64_t start = otp__now_ms();
+    if (otp_epmd_lookup(n->epmd, j->peer, n->setup_ms, &info, &err) < 0) {
+        snprintf(j->why, sizeof j->why, "%s", err.message);
+    } else if (info.highest < 6) {
+        snprintf(j->why, sizeof j->why, "%.200s speaks distribution versions %u..%u, not 6",
+                 j->peer, info.lowest, info.highest);
+    } else {
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+        char port[8];
+        snprintf(port, sizeof port, "%u", info.port);
+        int g = getaddrinfo(at + 1, port, &hints, &res);
+        if (g != 0) {
+            snprintf(j->why, sizeof j->why, "cannot resolve %.200s: %s", at + 1, gai_strerror(g));
+        } else {
+            int last = ECONNREFUSED;
+            for (struct addrinfo *ai = res; ai && j->fd < 0; ai = ai->ai_next) {
+                int fd = otp__tcp_socket(ai->ai_family);
+                if (fd < 0)
+                    continue;
+                int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
+                if (r < 0 && errno == EINPROGRESS) {
+                    struct pollfd p = {.fd = fd, .events = POLLOUT};
+                    uint64_t now = otp__now_ms(), end = start + n->setup_ms;
+                    int left = now < end ? (int)(end - now) : 0;
+                    if (poll(&p, 1, left) == 1) {
+                        int so = 0;
+                        socklen_t sl = sizeof so;
+                        getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl);
+                        r = so ? -1 : 0;
+                        errno = so;
+                    } else {
+                        errno = ETIMEDOUT;
+                    }
+                }
+                if (r == 0) {
+                    j->fd = fd;
+                } else {
+                    last = errno;
+                    close(fd);
+                }
+            }
+            freeaddrinfo(res);
+            if (j->fd < 0)
+                snprintf(j->why, sizeof j->why, "cannot connect to %.200s port %u: %s", at + 1,
+                         info.port, strerror(last));
+        }
+    }
+    if (otp__shard_post(n->rt, n->home, connected_here, j) < 0) {
+        /* out of memory: nothing can tell the shard; leak rather than crash */
+        if (j->fd >= 0)
+            close(j->fd);
+    }
+    return NULL;
+}
+
+static conn *connect_to(otp_node *n, otp_term peer)
+{
+    const char *name = otp_atom_cstr(peer);
+    if (!strchr(name, '@') || strlen(name) > OTP__HS_MAX_NAME)
+        return NULL;
+    conn *c = conn_new(n, peer, true);
+    connect_job *j = calloc(1, sizeof *j);
+    if (!c || !j) {
+        free(j);
+        if (c)
+            conn_close(c, NULL);
+        return NULL;
+    }
+    j->n = n;
+    j->c = c;
+    strcpy(j->peer, name);
+    /* Reap the connector threads that are done, then keep the new one. */
+    size_t k = 0;
+    for (size_t i = 0; i < n->nthreads; i++)
+        if (pthread_tryjoin_np(n->threads[i], NULL) != 0)
+            n->threads[k++] = n->threads[i];
+    n->nthreads = k;
+    if (n->nthreads == n->capthreads) {
+        size_t cap = n->capthreads ? n->capthreads * 2 : 4;
+        pthread_t *t = realloc(n->threads, cap * sizeof *t);
+        if (!t) {
+            free(j);
+            conn_close(c, "out of memory");
+            return NULL;
+        }
+        n->threads = t;
+        n->capthreads = cap;
+    }
+    if (pthread_create(&n->threads[n->nthreads], NULL, connector, j) != 0) {
+        free(j);
+        conn_close(c, "cannot start a connector thread");
+        return NULL;
+    }
+    n->nthreads++;
+    c->ops++; /* the connector's answer */
+    return c;
+}
+
+/* ----------------------------------------------------------------- sends */
+
+/* On the home shard: a frame for peer. */
+static void enqueue(otp_node *n, otp_term peer, blob *b)
+{
+    conn *c = find_conn(n, peer);
+    if (!c)
+        c = connect_to(n, peer);
+    if (!c) {
+        blob_free_list(b);
+        return;
+    }
+    if (c->state == C_UP) {
+        if (c->oq_tail)
+            c->oq_tail->next = b;
+        else
+            c->oq = b;
+        c->oq_tail = b;
+        kick_writer(c);
+        return;
+    }
+    if (c->pre_bytes + b->len > PRE_MAX) {
+        blob_free_list(b); /* a node that never comes up does not eat memory */
+        return;
+    }
+    c->pre_bytes += b->len;
+    if (c->pre_tail)
+        c->pre_tail->next = b;
+    else
+        c->pre = b;
+    c->pre_tail = b;
+}
+
+typedef struct send_job {
+    otp_runtime *rt;
+    otp_term peer;
+    blob *b;
+} send_job;
+
+static void send_here(otp__shard *sh, void *arg)
+{
+    send_job *j = arg;
+    /* acquire: pairs with otp_node_start's release */
+    otp_node *n = atomic_load_explicit(&sh->rt->dist, memory_order_acquire);
+    if (n && !n->stopping)
+        enqueue(n, j->peer, j->b);
+    else
+        blob_free_list(j->b);
+    free(j);
+}
+
+static otp_node *dist_of(otp_runtime *rt)
+{
+    return atomic_load_explicit(&rt->dist, memory_order_acquire);
+}
+
+bool otp__dist_is_remote(otp_runtime *rt, otp_term dest)
+{
+    otp_node *n = dist_of(rt);
+    if (!n)
+        return false;
+    otp_term node;
+    uint32_t id, serial, creation;
+    if (otp_is_pid(dest) && otp_pid_parts(dest, &node, &id, &serial, &creation) == 0)
+        return node != n->node || creation != n->creation;
+    if (otp_is_tuple(dest) && otp_tuple_arity(dest) == 2 && otp_is_atom(otp_tuple_get(dest, 0)) &&
+        otp_is_atom(otp_tuple_get(dest, 1)))
+        return otp_tuple_get(dest, 1) != n->node;
+    return false;
+}
+
+int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg)
+{
+    otp_node *n = dist_of(rt);
+    if (!n)
+        return -OTP_EBADARG;
+    otp_term peer, ctl;
+    otp_term tbuf[4];
+    otp_arena *a = otp_arena_new();
+    if (!a)
+        return -OTP_ENOMEM;
+    if (otp_is_pid(dest)) {
+        uint32_t id, serial, creation;
+        otp_pid_parts(dest, &peer, &id, &serial, &creation);
+        tbuf[0] = otp_small(CTL_SEND);
+        tbuf[1] = a_empty;
+        tbuf[2] = dest;
+        ctl = otp_tuple_v(a, 3, tbuf);
+    } else {
+        peer = otp_tuple_get(dest, 1);
+        tbuf[0] = otp_small(CTL_REG_SEND);
+        tbuf[1] = self ? otp_self(self) : n->net_kernel;
+        tbuf[2] = a_empty;
+        tbuf[3] = otp_tuple_get(dest, 0);
+        ctl = otp_tuple_v(a, 4, tbuf);
+    }
+    otp_buf buf = {0};
+    int rc = otp_buf_reserve(&buf, 64);
+    if (rc == 0) {
+        buf.len = 5;
+        buf.data[4] = 112;
+        rc = otp_encode_buf(&buf, ctl, 0);
+    }
+    if (rc == 0)
+        rc = otp_encode_buf(&buf, msg, 0);
+    otp_arena_free(a);
+    blob *b = rc == 0 ? malloc(sizeof *b) : NULL;
+    if (!b) {
+        otp_buf_free(&buf);
+        return rc ? rc : -OTP_ENOMEM;
+    }
+    uint32_t fl = (uint32_t)(buf.len - 4);
+    buf.data[0] = (uint8_t)(fl >> 24);
+    buf.data[1] = (uint8_t)(fl >> 16);
+    buf.data[2] = (uint8_t)(fl >> 8);
+    buf.data[3] = (uint8_t)fl;
+    b->data = buf.data;
+    b->len = buf.len;
+    b->next = NULL;
+    if (sh && sh->index == n->home) {
+        enqueue(n, peer, b);
+        return 0;
+    }
+    send_job *j = malloc(sizeof *j);
+    if (!j) {
+        blob_free_list(b);
+        return -OTP_ENOMEM;
+    }
+    j->rt = rt;
+    j->peer = peer;
+    j->b = b;
+    if (otp__shard_post(rt, n->home, send_here, j) < 0) {
+        blob_free_list(b);
+        free(j);
+        return -OTP_ENOMEM;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ ticks */
+
+static void on_tick(otp__shard *sh, otp__stimer *t)
+{
+    otp_node *n = (otp_node *)((char *)t - offsetof(otp_node, tick));
+    uint64_t now = otp__now_ms();
+    static const uint8_t tick[4] = {0, 0, 0, 0};
+    for (conn *c = n->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == C_UP) {
+            if (now - c->last_rx > n->tick_ms) {
+                conn_close(c, "not responding (no tick within net_ticktime)");
+                continue;
+            }
+            if (now - c->last_tx >= n->tick_ms / 4 && !c->oq && !c->writing)
+                queue_bytes(c, tick, 4);
+        } else if (c->state == C_HANDSHAKE && now > c->deadline) {
+            conn_close(c, "handshake timed out");
+        }
+    }
+    if (!n->stopping)
+        otp__stimer_start(sh, &n->tick, n->tick_ms / 4 < 250 ? n->tick_ms / 4 : 250);
+}
+
+/* ------------------------------------------------------ start and stop */
+
+static void maybe_finished(otp_node *n)
+{
+    /* Closed connections leave the list at once but live until their last
+     * op is back: live_conns counts them too. */
+    if (!n->stopping || n->ops || n->live_conns || atomic_load(&n->finished))
+        return;
+    otp__stimer_cancel(n->sh, &n->tick);
+    otp__service_done(n->sh, &n->svc);
+    atomic_store(&n->finished, true);
+    otp__waiter *w = atomic_exchange(&n->stop_waiter, NULL);
+    if (w)
+        otp__waiter_signal(w);
+}
+
+static void stop_here(otp__shard *sh, otp__service *svc)
+{
+    otp_node *n = (otp_node *)svc;
+    if (n->stopping)
+        return;
+    n->stopping = true;
+    otp__stimer_cancel(sh, &n->tick);
+    if (n->lfd >= 0) {
+        otp__io_close(sh->io, n->lfd);
+        n->lfd = -1;
+    }
+    while (n->conns)
+        conn_close(n->conns, NULL);
+    maybe_finished(n);
+}
+
+static void start_here(otp__shard *sh, void *arg)
+{
+    otp_node *n = arg;
+    n->sh = sh;
+    otp__service_add(sh, &n->svc);
+    n->aop.done = on_accept;
+    n->aop.data = n;
+    if (otp__io_accept(sh->io, &n->aop, n->lfd) == 0)
+        n->ops++;
+    else
+        dlog(n, "cannot accept connections");
+    otp__timer_init(&n->tick.kt.t);
+    n->tick.fn = on_tick;
+    otp__stimer_start(sh, &n->tick, 250);
+    if (sh->stopping)
+        stop_here(sh, &n->svc);
+}
+
+static void stop_job(otp__shard *sh, void *arg)
+{
+    otp_node *n = arg;
+    if (!n->stopping) {
+        stop_here(sh, &n->svc);
+        return;
+    }
+    if (atomic_load(&n->finished)) {
+        otp__waiter *w = atomic_exchange(&n->stop_waiter, NULL);
+        if (w)
+            otp__waiter_signal(w);
+    }
+}
+
+/* net_kernel: answers {is_auth, Node} with yes, which is what
+ * net_adm:ping asks. */
+static int nk_init(otp_proc *self, otp_term args, void **state, otp_term *reason)
+{
+    *state = NULL;
+    return OTP_GS_INIT_OK;
+}
+
+static otp_gs_ret nk_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
+{
+    if (otp_is_tuple(req) && otp_tuple_arity(req) == 2 && otp_tuple_get(req, 0) == a_is_auth)
+        return otp_gs_reply(a_yes);
+    return otp_gs_reply(otp_atom("error"));
+}
+
+static const otp_gen_server_ops nk_ops = {.init = nk_init, .handle_call = nk_call};
+
+static int read_cookie(char *out, size_t cap, size_t *len)
+{
+    const char *home = getenv("HOME");
+    if (!home)
+        return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.erlang.cookie", home);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    while (n && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        n--;
+    out[n] = 0;
+    *len = n;
+    return n ? 0 : -1;
+}
+
+static void killer(otp_proc *self, void *arg)
+{
+    otp_exit(self, (otp_term)(uintptr_t)arg, otp_atom("shutdown"));
+}
+
+static void quiesce_job(otp__shard *sh, void *arg)
+{
+    otp__waiter *w = arg;
+    otp__waiter_signal(w);
+}
+
+int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, otp_error *err)
+{
+    otp_node_config c = {0};
+    if (cfg)
+        c = *cfg;
+    if (!rt || !out)
+        return otp__epmd_fail(err, OTP_EBADARG, "rt and out are required");
+    if (atomic_load(&rt->state) != OTP__RT_RUNNING)
+        return otp__epmd_fail(err, OTP_ESTOPPED, "the runtime is not running");
+    otp__shard *here = otp__this_shard();
+    if (here && here->rt == rt)
+        return otp__epmd_fail(err, OTP_ECONTEXT, "otp_node_start blocks: call it from a thread");
+    if (c.shard >= rt->nshards)
+        return otp__epmd_fail(err, OTP_EBADARG, "shard %u out of range", c.shard);
+    const char *name = otp_atom_cstr(rt->node);
+    const char *at = strchr(name, '@');
+    if (!at || at == name || !at[1] || rt->node == OTP_ATOM_NONODE)
+        return otp__epmd_fail(err, OTP_EBADARG,
+                              "the runtime's node name must be name@host (node_name)");
+    if (atomic_load(&rt->dist))
+        return otp__epmd_fail(err, OTP_EEXIST, "the runtime's node is started already");
+    if (!a_is_auth) {
+        a_is_auth = otp_atom("is_auth");
+        a_yes = otp_atom("yes");
+        a_net_kernel = otp_atom("net_kernel");
+        a_empty = otp_atom("");
+    }
+    otp_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return otp__epmd_fail(err, OTP_ENOMEM, "no memory");
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->rt = rt;
+    n->node = rt->node;
+    n->home = c.shard;
+    n->lfd = -1;
+    n->tick_ms = (uint64_t)(c.net_ticktime ? c.net_ticktime : 60) * 1000;
+    n->setup_ms = c.setup_timeout_ms ? c.setup_timeout_ms : 7000;
+    n->svc.stop = stop_here;
+    pthread_mutex_init(&n->lock, NULL);
+    /* What this layer handles today: the mandatory set, and nothing that
+     * would make a peer send what we cannot take yet. */
+    n->flags = OTP__DF_REQUIRED | OTP__DF_UNICODE_IO | OTP__DF_SMALL_ATOM_TAGS |
+               (c.hidden ? 0 : OTP__DF_PUBLISHED);
+    int rc;
+    if (c.cookie) {
+        n->cookie_len = strlen(c.cookie);
+        if (n->cookie_len >= sizeof n->cookie) {
+            rc = otp__epmd_fail(err, OTP_EBADARG, "cookie too long");
+            goto fail;
+        }
+        memcpy(n->cookie, c.cookie, n->cookie_len + 1);
+    } else if (read_cookie(n->cookie, sizeof n->cookie, &n->cookie_len) < 0) {
+        rc = otp__epmd_fail(err, OTP_EIO, "no cookie given and no ~/.erlang.cookie to read");
+        goto fail;
+    }
+    n->lfd = otp__tcp_listen(NULL, c.port, 128, &n->port);
+    if (n->lfd < 0) {
+        rc =
+            otp__epmd_fail(err, OTP_EIO, "cannot listen on port %u: %s", c.port, strerror(-n->lfd));
+        n->lfd = -1;
+        goto fail;
+    }
+    char alive[OTP__HS_MAX_NAME + 1];
+    snprintf(alive, sizeof alive, "%.*s", (int)(at - name), name);
+    otp_epmd_config ec = {.name = alive,
+                          .port = n->port,
+                          .hidden = c.hidden,
+                          .epmd_port = c.epmd_port,
+                          .client_only = c.epmd_client_only,
+                          .shard = c.shard};
+    rc = otp_epmd_start(rt, &ec, &n->epmd, err);
+    if (rc < 0)
+        goto fail;
+    /* The node takes EPMD's creation: no pid or ref of it exists yet. */
+    n->creation = otp_epmd_creation(n->epmd);
+    rt->creation = n->creation;
+    atomic_store_explicit(&otp__local_nodes[rt->node_slot].creation, n->creation,
+                          memory_order_release);
+    if (otp__shard_post(rt, c.shard, start_here, n) < 0) {
+        rc = otp__epmd_fail(err, OTP_ENOMEM, "no memory");
+        otp_epmd_stop(n->epmd);
+        goto fail;
+    }
+    /* release: senders on other shards read the node's fields after this */
+    atomic_store_explicit(&rt->dist, n, memory_order_release);
+    otp_gen_server_opts go = {.shard = (int)c.shard, .name = a_net_kernel};
+    otp_term reason;
+    if (otp_gen_server_start(rt, NULL, &nk_ops, OTP_NIL, &go, &n->net_kernel, &reason) < 0)
+        dlog(n, "cannot start net_kernel");
+    *out = n;
+    return 0;
+fail:
+    if (n->lfd >= 0)
+        close(n->lfd);
+    pthread_mutex_destroy(&n->lock);
+    free(n);
+    return rc;
+}
+
+void otp_node_stop(otp_node *n)
+{
+    if (!n)
+        return;
+    otp_runtime *rt = n->rt;
+    if (atomic_load(&rt->state) == OTP__RT_RUNNING && n->net_kernel) {
+        otp_spawn_opts so = {.shard = (int)n->home};
+        otp_term pid;
+        otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->net_kernel, &so, &pid, NULL);
+    }
+    atomic_store_explicit(&rt->dist, NULL, memory_order_release);
+    if (!atomic_load(&n->finished)) {
+        /* Every shard passes a point after the store: no send in progress
+         * still holds n. Then the home shard closes everything. */
+        for (unsigned i = 0; i < rt->nshards && atomic_load(&rt->state) == OTP__RT_RUNNING; i++) {
+            otp__waiter w;
+            otp__waiter_init(&w);
+            if (otp__shard_post(rt, i, quiesce_job, &w) == 0)
+                otp__waiter_wait(&w);
+            otp__waiter_destroy(&w);
+        }
+        otp__waiter w;
+        otp__waiter_init(&w);
+        atomic_store(&n->stop_waiter, &w);
+        if (!atomic_load(&n->finished) && otp__shard_post(rt, n->home, stop_job, n) == 0)
+            otp__waiter_wait(&w);
+        otp__waiter_destroy(&w);
+    }
+    /* The home shard is done with them: no new connector can start. */
+    for (size_t i = 0; i < n->nthreads; i++)
+        pthread_join(n->threads[i], NULL);
+    free(n->threads);
+    otp_epmd_stop(n->epmd);
+    pthread_mutex_destroy(&n->lock);
+    free(n->up);
+    free(n);
+}
+
+uint16_t otp_node_port(const otp_node *n)
+{
+    return n->port;
+}
+
+otp_epmd *otp_node_epmd(otp_node *n)
+{
+    return n->epmd;
+}

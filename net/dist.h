@@ -1,0 +1,36 @@
+/* dist.h — what the runtime asks of the distribution layer (net/dist.c).
+ * Internal API. */
+#ifndef OTP_NET_DIST_H
+#define OTP_NET_DIST_H
+
+#include "otp/term.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "otp/runtime.h"
+
+struct otp__shard;
+
+/* True if dest names a process on another node: a pid of another node, or
+ * {Name, Node} with Node not ours. */
+bool otp__dist_is_remote(otp_runtime *rt, otp_term dest);
+
+/* Sends msg to a remote dest (see otp__dist_is_remote) from self (NULL
+ * outside a process). Encodes here, on the caller's shard (sh) or thread
+ * (sh NULL); the connection's shard writes it, connecting first if needed.
+ * Returns 0 (a send to an unreachable node is dropped, as Erlang drops
+ * it), -OTP_ENOMEM, or -OTP_EBADARG when the runtime has no distribution
+ * started. */
+int otp__dist_send(otp_runtime *rt, struct otp__shard *sh, otp_proc *self, otp_term dest,
+                   otp_term msg);
+
+/* Decodes one pass-through frame body (the bytes after the u32 length)
+ * into arena a: the control message's number, the control tuple and the
+ * payload (OTP_NONE when there is none). Returns 0, 1 for a tick (an empty
+ * body), or -1 with why (the connection must close). Checks the shape of
+ * the control messages it acts on. Untrusted input: fuzzed. */
+int otp__dist_decode_frame(otp_arena *a, const uint8_t *b, size_t len, int64_t *op, otp_term *ctl,
+                           otp_term *msg, char *why, size_t cap);
+
+#endif

@@ -1,0 +1,321 @@
+/* test_dist_erl.c — a libotp node in a cluster with real erl nodes: it
+ * serves EPMD itself, erl pings it (pong), sends to its registered C
+ * process and gets the echo, calls its GenServer, and receives what a C
+ * process sends to a registered Erlang process; a send to a node we are
+ * not connected to connects first, as in Erlang. A wrong cookie is
+ * refused and the node carries on.
+ */
+/* otp-test: threads */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "otp.h"
+#include "otp/node.h"
+
+static char g_erl[512], g_host[256], g_node[300];
+static uint16_t g_epmd_port;
+static otp_runtime *g_rt;
+static otp_node *g_n;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool find_erl(void)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        return false;
+    char *dup = strdup(path), *save = NULL;
+    bool found = false;
+    for (char *d = strtok_r(dup, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+        snprintf(g_erl, sizeof g_erl, "%s/erl", d);
+        found = access(g_erl, X_OK) == 0;
+    }
+    free(dup);
+    return found;
+}
+
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+typedef struct child {
+    pid_t pid;
+    int fd;         /* the child's stdout */
+    char buf[4096]; /* read but not yet returned as lines (no stdio buffering:
+                       a FILE would hide buffered lines from poll) */
+    size_t have;
+} child;
+
+static child erl_start(const char *sname, const char *cookie, const char *eval)
+{
+    char *argv[] = {g_erl,      "-sname", (char *)sname, "-setcookie", (char *)cookie,
+                    "-noshell", "-eval",  (char *)eval,  NULL};
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    child c = {0};
+    c.pid = fork();
+    if (c.pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    c.fd = p[0];
+    return c;
+}
+
+static void reap(child *c)
+{
+    if (c->pid > 0) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, NULL, 0);
+    }
+    if (c->fd > 0)
+        close(c->fd);
+    c->pid = 0;
+    c->fd = -1;
+    c->have = 0;
+}
+
+/* The next line of the child's output within the deadline; false if none. */
+static bool next_line(child *c, char *line, size_t cap, uint64_t deadline)
+{
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->have);
+        if (nl) {
+            size_t len = (size_t)(nl - c->buf);
+            snprintf(line, cap, "%.*s", (int)len, c->buf);
+            memmove(c->buf, nl + 1, c->have - len - 1);
+            c->have -= len + 1;
+            return true;
+        }
+        uint64_t now = now_ms();
+        if (now >= deadline || c->have == sizeof c->buf)
+            return false;
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        if (poll(&pf, 1, (int)(deadline - now)) <= 0)
+            continue;
+        ssize_t n = read(c->fd, c->buf + c->have, sizeof c->buf - c->have);
+        if (n <= 0)
+            return false;
+        c->have += (size_t)n;
+    }
+}
+
+static void expect_line(child *c, const char *want, unsigned timeout_ms)
+{
+    char buf[1024];
+    uint64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (!next_line(c, buf, sizeof buf, deadline)) {
+            fprintf(stderr, "no line \"%s\" within %u ms\n", want, timeout_ms);
+            fail();
+        }
+        if (strncmp(buf, want, strlen(want)) == 0)
+            return;
+        fprintf(stderr, "erl: %s\n", buf); /* anything else is shown, not matched */
+    }
+}
+
+/* ---- the C side: a registered echo process and a GenServer */
+
+static void echo_main(otp_proc *self, void *arg)
+{
+    for (;;) {
+        otp_term m;
+        if (otp_receive(self, NULL, NULL, OTP_INFINITY, &m) < 0)
+            return;
+        if (otp_is_tuple(m) && otp_tuple_arity(m) == 2)
+            otp_send(self, otp_tuple_get(m, 0), otp_tuple_get(m, 1));
+        otp_arena_reset(otp_proc_arena(self));
+    }
+}
+
+static int gs_init(otp_proc *self, otp_term args, void **state, otp_term *reason)
+{
+    *state = NULL;
+    return OTP_GS_INIT_OK;
+}
+
+static otp_gs_ret gs_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
+{
+    otp_arena *a = otp_proc_arena(self);
+    return otp_gs_reply(OTP_TUPLE(a, otp_atom("pong"), req));
+}
+
+static const otp_gen_server_ops gs_ops = {.init = gs_init, .handle_call = gs_call};
+
+/* A process that sends one message and exits: dest and msg from a pair. */
+typedef struct send_job {
+    otp_term dest_name, dest_node;
+} send_job;
+
+static void sender_main(otp_proc *self, void *arg)
+{
+    send_job *j = arg;
+    otp_arena *a = otp_proc_arena(self);
+    otp_send(self, OTP_TUPLE(a, j->dest_name, j->dest_node),
+             OTP_TUPLE(a, otp_atom("from_c"), otp_self(self)));
+}
+
+static int setup(void **state)
+{
+    g_epmd_port = free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%u", g_epmd_port);
+    setenv("ERL_EPMD_PORT", port, 1);
+    setenv("ERL_CRASH_DUMP_SECONDS", "0", 1);
+    snprintf(g_node, sizeof g_node, "cnode%d@%s", (int)getpid(), g_host);
+    otp_runtime_config rc = {.shards = 2, .no_pin = true, .node_name = g_node};
+    assert_int_equal(otp_runtime_new(&g_rt, &rc), 0);
+    assert_int_equal(otp_runtime_start(g_rt), 0);
+    otp_node_config nc = {.cookie = "distcookie", .epmd_port = g_epmd_port};
+    otp_error err;
+    int r = otp_node_start(g_rt, &nc, &g_n, &err);
+    if (r < 0)
+        fprintf(stderr, "otp_node_start: %s\n", err.message);
+    assert_int_equal(r, 0);
+    assert_true(otp_epmd_serving(otp_node_epmd(g_n)));
+    assert_int_equal(otp_runtime_creation(g_rt), otp_epmd_creation(otp_node_epmd(g_n)));
+    otp_spawn_opts so = {.shard = 1, .name = otp_atom("echo")};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, echo_main, NULL, &so, &pid, NULL), 0);
+    otp_gen_server_opts go = {.shard = 0, .name = otp_atom("gs")};
+    assert_int_equal(otp_gen_server_start(g_rt, NULL, &gs_ops, OTP_NIL, &go, &pid, NULL), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    otp_node_stop(g_n);
+    otp_runtime_stop(g_rt);
+    otp_runtime_free(g_rt);
+    return 0;
+}
+
+static void test_erl_pings_sends_calls(void **state)
+{
+    char sname[64], eval[2048];
+    snprintf(sname, sizeof sname, "e1_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "N = '%s',"
+             "io:format(\"ping ~p~n\", [net_adm:ping(N)]),"
+             "{echo, N} ! {self(), hello},"
+             "receive M -> io:format(\"echo ~p~n\", [M]) after 5000 -> io:format(\"echo "
+             "timeout~n\") end,"
+             "io:format(\"call ~p~n\", [gen_server:call({gs, N}, {ping, [1,2,3], <<\"bin\">>}, "
+             "5000)]),"
+             "register(erlbox, self()), io:format(\"registered~n\"),"
+             "receive {from_c, P} when node(P) =:= N -> io:format(\"got from_c~n\") after 10000 "
+             "-> io:format(\"got timeout~n\") end,"
+             "io:format(\"nodes ~p~n\", [nodes()]),"
+             "halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "ping pong", 20000);
+    expect_line(&e, "echo hello", 5000);
+    expect_line(&e, "call {pong,{ping,[1,2,3],<<\"bin\">>}}", 5000);
+    expect_line(&e, "registered", 5000);
+    /* our node is connected to it now */
+    otp_term nodes[8];
+    char full[320];
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    assert_int_equal(otp_node_connected(g_n, nodes, 8), 1);
+    assert_int_equal(nodes[0], otp_atom(full));
+    static send_job j;
+    j.dest_name = otp_atom("erlbox");
+    j.dest_node = otp_atom(full);
+    otp_spawn_opts so = {.shard = 1};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, sender_main, &j, &so, &pid, NULL), 0);
+    expect_line(&e, "got from_c", 5000);
+    char want[400];
+    snprintf(want, sizeof want, "nodes [%s]", g_node);
+    expect_line(&e, want, 5000);
+    reap(&e);
+}
+
+/* A send to a node we have no connection to connects to it. */
+static void test_first_send_connects(void **state)
+{
+    char sname[64], eval[1024], full[320];
+    snprintf(sname, sizeof sname, "e2_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    snprintf(eval, sizeof eval,
+             "register(box, self()), io:format(\"ready~n\"),"
+             "receive {from_c, P} -> io:format(\"got ~p~n\", [node(P)]) after 15000 -> "
+             "io:format(\"timeout~n\") end, halt().");
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "ready", 20000);
+    static send_job j;
+    j.dest_name = otp_atom("box");
+    j.dest_node = otp_atom(full);
+    otp_spawn_opts so = {.shard = 0};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, sender_main, &j, &so, &pid, NULL), 0);
+    char want[400];
+    snprintf(want, sizeof want, "got %s", g_node);
+    expect_line(&e, want, 10000);
+    reap(&e);
+}
+
+/* A node with the wrong cookie is refused; the node serves the next one. */
+static void test_wrong_cookie(void **state)
+{
+    char sname[64], eval[1024];
+    snprintf(sname, sizeof sname, "e3_%d", (int)getpid());
+    snprintf(eval, sizeof eval, "io:format(\"ping ~p~n\", [net_adm:ping('%s')]), halt().", g_node);
+    child e = erl_start(sname, "wrongcookie", eval);
+    expect_line(&e, "ping pang", 20000);
+    reap(&e);
+    snprintf(sname, sizeof sname, "e4_%d", (int)getpid());
+    e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "ping pong", 20000);
+    reap(&e);
+}
+
+int main(void)
+{
+    if (!find_erl()) {
+        printf("SKIP: test_dist_erl needs erl on PATH\n");
+        return 77;
+    }
+    gethostname(g_host, sizeof g_host);
+    g_host[strcspn(g_host, ".")] = 0;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_erl_pings_sends_calls),
+        cmocka_unit_test(test_first_send_connects),
+        cmocka_unit_test(test_wrong_cookie),
+    };
+    return cmocka_run_group_tests_name("distribution with erl", tests, setup, teardown);
+}
