@@ -151,6 +151,7 @@ struct otp_node {
      * be freed under it). Home shard only, until otp_node_stop. */
     pthread_t *threads;
     size_t nthreads, capthreads;
+    struct rpc_fn *fns; /* under lock */
 };
 
 static otp_term a_is_auth, a_yes, a_net_kernel, a_empty;
@@ -221,6 +222,7 @@ static void maybe_finished(otp_node *n);
 static void arm_recv(conn *c);
 static void on_recv(otp__io_op *op, int64_t res);
 static void on_sent(otp__io_op *op, int64_t res);
+static const char *spawn_request(conn *c, otp_term ctl, otp_term args);
 static void kick_writer(conn *c);
 
 static conn *find_conn(otp_node *n, otp_term peer)
@@ -474,6 +476,11 @@ int otp__dist_decode_frame(otp_arena *a, const uint8_t *b, size_t len, int64_t *
         if (ar < 4 || *msg == OTP_NONE || !otp_is_atom(otp_tuple_get(*ctl, 3)))
             bad = "REG_SEND without a name or a message";
         break;
+    case CTL_SPAWN_REQUEST:
+    case CTL_SPAWN_REQUEST_TT:
+        if (ar < 6 || *msg == OTP_NONE)
+            bad = "SPAWN_REQUEST without its argument list";
+        break;
     default:
         break;
     }
@@ -505,6 +512,15 @@ static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why
         case CTL_REG_SEND_TT:
             deliver(n, otp_tuple_get(ctl, 3), msg);
             break;
+        case CTL_SPAWN_REQUEST:
+        case CTL_SPAWN_REQUEST_TT: {
+            const char *bad = spawn_request(c, ctl, msg);
+            if (bad) {
+                snprintf(why, cap, "%s", bad);
+                r = -1;
+            }
+            break;
+        }
         default:
             /* Known control messages of features we do not advertise yet
              * (links, monitors, exits, spawn, aliases): a peer may still
@@ -895,31 +911,11 @@ bool otp__dist_is_remote(otp_runtime *rt, otp_term dest)
     return false;
 }
 
-int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg)
+/* Encodes the frame 112, ctl[, msg] (msg OTP_NONE: none) and hands it to
+ * the connection to peer: here if sh is the home shard, else as a job
+ * behind what this shard or thread sent before. */
+static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg)
 {
-    otp_node *n = dist_of(rt);
-    if (!n)
-        return -OTP_EBADARG;
-    otp_term peer, ctl;
-    otp_term tbuf[4];
-    otp_arena *a = otp_arena_new();
-    if (!a)
-        return -OTP_ENOMEM;
-    if (otp_is_pid(dest)) {
-        uint32_t id, serial, creation;
-        otp_pid_parts(dest, &peer, &id, &serial, &creation);
-        tbuf[0] = otp_small(CTL_SEND);
-        tbuf[1] = a_empty;
-        tbuf[2] = dest;
-        ctl = otp_tuple_v(a, 3, tbuf);
-    } else {
-        peer = otp_tuple_get(dest, 1);
-        tbuf[0] = otp_small(CTL_REG_SEND);
-        tbuf[1] = self ? otp_self(self) : n->net_kernel;
-        tbuf[2] = a_empty;
-        tbuf[3] = otp_tuple_get(dest, 0);
-        ctl = otp_tuple_v(a, 4, tbuf);
-    }
     otp_buf buf = {0};
     int rc = otp_buf_reserve(&buf, 64);
     if (rc == 0) {
@@ -927,9 +923,8 @@ int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term des
         buf.data[4] = 112;
         rc = otp_encode_buf(&buf, ctl, 0);
     }
-    if (rc == 0)
+    if (rc == 0 && msg != OTP_NONE)
         rc = otp_encode_buf(&buf, msg, 0);
-    otp_arena_free(a);
     blob *b = rc == 0 ? malloc(sizeof *b) : NULL;
     if (!b) {
         otp_buf_free(&buf);
@@ -952,15 +947,279 @@ int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term des
         blob_free_list(b);
         return -OTP_ENOMEM;
     }
-    j->rt = rt;
+    j->rt = n->rt;
     j->peer = peer;
     j->b = b;
-    if (otp__shard_post(rt, n->home, send_here, j) < 0) {
+    if (otp__shard_post(n->rt, n->home, send_here, j) < 0) {
         blob_free_list(b);
         free(j);
         return -OTP_ENOMEM;
     }
     return 0;
+}
+
+static otp_term pid_node(otp_term pid)
+{
+    otp_term node;
+    uint32_t id, serial, creation;
+    return otp_pid_parts(pid, &node, &id, &serial, &creation) == 0 ? node : OTP_NONE;
+}
+
+int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg)
+{
+    otp_node *n = dist_of(rt);
+    if (!n)
+        return -OTP_EBADARG;
+    otp_term peer, ctl;
+    otp_arena *a = otp_arena_new();
+    if (!a)
+        return -OTP_ENOMEM;
+    if (otp_is_pid(dest)) {
+        peer = pid_node(dest);
+        ctl = OTP_TUPLE(a, otp_small(CTL_SEND), a_empty, dest);
+    } else {
+        peer = otp_tuple_get(dest, 1);
+        ctl = OTP_TUPLE(a, otp_small(CTL_REG_SEND), self ? otp_self(self) : n->net_kernel, a_empty,
+                        otp_tuple_get(dest, 0));
+    }
+    int rc = send_ctl(n, sh, peer, ctl, msg);
+    otp_arena_free(a);
+    return rc;
+}
+
+/* -------------------------------------------------------------- rpc, erpc
+ *
+ * OTP 25's rpc:call and erpc:call arrive as SPAWN_REQUEST of
+ * erpc:execute_call/4 (dist-protocol.md §6.3): we answer SPAWN_REPLY with
+ * the pid of a process that runs the registered C function, and when that
+ * process ends, MONITOR_P_EXIT carries the outcome as execute_call would
+ * exit. Casts are execute_cast/3, answered the same way without the
+ * monitor. A function that is not registered fails with undef, exactly as
+ * on an Erlang node. */
+
+typedef struct rpc_fn {
+    struct rpc_fn *next;
+    otp_term module, function;
+    unsigned arity;
+    otp_rpc_fn fn;
+    void *arg;
+} rpc_fn;
+
+typedef struct rpc_job {
+    otp_node *n;
+    otp_arena *a; /* the job's terms */
+    otp_term peer, req_id, from, res_ref, module, function, args;
+    bool monitor, call;
+    const rpc_fn *f;
+    otp_term reason; /* how the process ended, set before it returns */
+    otp_term pid;
+} rpc_job;
+
+int otp_node_register_fn(otp_node *n, const char *module, const char *function, unsigned arity,
+                         otp_rpc_fn fn, void *arg)
+{
+    if (!n || !module || !function || !fn)
+        return -OTP_EBADARG;
+    rpc_fn *f = malloc(sizeof *f);
+    if (!f)
+        return -OTP_ENOMEM;
+    f->module = otp_atom(module);
+    f->function = otp_atom(function);
+    if (f->module == OTP_NONE || f->function == OTP_NONE) {
+        free(f);
+        return -OTP_EBADARG;
+    }
+    f->arity = arity;
+    f->fn = fn;
+    f->arg = arg;
+    pthread_mutex_lock(&n->lock);
+    f->next = n->fns;
+    n->fns = f;
+    pthread_mutex_unlock(&n->lock);
+    return 0;
+}
+
+static const rpc_fn *find_fn(otp_node *n, otp_term m, otp_term f, size_t arity)
+{
+    const rpc_fn *r = NULL;
+    pthread_mutex_lock(&n->lock);
+    for (const rpc_fn *x = n->fns; x; x = x->next)
+        if (x->module == m && x->function == f && x->arity == arity) {
+            r = x;
+            break;
+        }
+    pthread_mutex_unlock(&n->lock);
+    return r;
+}
+
+static size_t list_len(otp_term l)
+{
+    size_t k = 0;
+    while (otp_is_cons(l)) {
+        k++;
+        l = otp_tail(l);
+    }
+    return l == OTP_NIL ? k : SIZE_MAX;
+}
+
+static void rpc_main(otp_proc *self, void *arg)
+{
+    rpc_job *j = arg;
+    otp_arena *a = j->a;
+    otp_term undef =
+        OTP_TUPLE(a, j->res_ref, otp_atom("error"), otp_atom("undef"),
+                  otp_cons(a, OTP_TUPLE(a, j->module, j->function, j->args, OTP_NIL), OTP_NIL));
+    if (!j->f) {
+        j->reason = j->call ? undef : otp_atom("normal");
+        return;
+    }
+    otp_term result = OTP_NONE;
+    int kind = j->f->fn(self, j->args, &result, j->f->arg);
+    if (!j->call) {
+        j->reason = otp_atom("normal");
+        return;
+    }
+    /* The result lives in the process's arena; the reason must outlive it. */
+    result = result == OTP_NONE ? otp_atom("undefined") : otp_copy(a, result);
+    switch (kind) {
+    case OTP_RPC_RETURN:
+        j->reason = OTP_TUPLE(a, j->res_ref, otp_atom("return"), result);
+        break;
+    case OTP_RPC_THROW:
+        j->reason = OTP_TUPLE(a, j->res_ref, otp_atom("throw"), result);
+        break;
+    case OTP_RPC_EXIT:
+        j->reason = OTP_TUPLE(a, j->res_ref, otp_atom("exit"), result);
+        break;
+    default:
+        j->reason = OTP_TUPLE(a, j->res_ref, otp_atom("error"), result, OTP_NIL);
+        break;
+    }
+}
+
+/* The rpc process is being freed (it returned, or was killed): tell the
+ * caller how it ended. */
+static void rpc_done(void *arg)
+{
+    rpc_job *j = arg;
+    otp_node *n = j->n;
+    otp__shard *sh = otp__this_shard();
+    if (j->monitor && dist_of(n->rt) == n) {
+        otp_term reason = j->reason ? j->reason : otp_atom("killed");
+        otp_term ctl =
+            OTP_TUPLE(j->a, otp_small(CTL_MONITOR_P_EXIT), j->pid, j->from, j->req_id, reason);
+        send_ctl(n, sh, j->peer, ctl, OTP_NONE);
+    }
+    otp_arena_free(j->a);
+    free(j);
+}
+
+/* SPAWN_REQUEST {29, ReqId, From, GL, {M, F, Arity}, Opts} + Args, on the
+ * home shard. Returns NULL or why the frame is invalid. */
+static const char *spawn_request(conn *c, otp_term ctl, otp_term args)
+{
+    otp_node *n = c->n;
+    otp__shard *sh = n->sh;
+    if (otp_tuple_arity(ctl) < 6)
+        return "SPAWN_REQUEST of the wrong arity";
+    otp_term req_id = otp_tuple_get(ctl, 1), from = otp_tuple_get(ctl, 2);
+    otp_term mfa = otp_tuple_get(ctl, 4), opts = otp_tuple_get(ctl, 5);
+    int64_t arity;
+    if (!otp_is_pid(from) || !otp_is_tuple(mfa) || otp_tuple_arity(mfa) != 3 ||
+        !otp_is_atom(otp_tuple_get(mfa, 0)) || !otp_is_atom(otp_tuple_get(mfa, 1)) ||
+        otp_get_int64(otp_tuple_get(mfa, 2), &arity) < 0 || list_len(opts) == SIZE_MAX ||
+        list_len(args) != (size_t)arity)
+        return "SPAWN_REQUEST with a bad shape";
+    bool monitor = false, link = false;
+    otp_term bad = OTP_NONE;
+    for (otp_term l = opts; otp_is_cons(l); l = otp_tail(l)) {
+        otp_term o = otp_head(l);
+        if (o == otp_atom("monitor"))
+            monitor = true;
+        else if (o == otp_atom("link"))
+            link = true;
+        /* priority, heap sizes, message_queue_data... have no meaning for
+         * a C process: accepted and ignored */
+    }
+    otp_term m = otp_tuple_get(mfa, 0), f = otp_tuple_get(mfa, 1);
+    if (link)
+        bad = otp_atom("notsup"); /* links across nodes come with the link protocol */
+    rpc_job *j = bad == OTP_NONE ? calloc(1, sizeof *j) : NULL;
+    otp_arena *a = j ? otp_arena_new() : NULL;
+    if (bad == OTP_NONE && !a) {
+        free(j);
+        bad = otp_atom("system_limit");
+    }
+    if (bad == OTP_NONE) {
+        j->n = n;
+        j->a = a;
+        j->peer = c->peer;
+        j->req_id = otp_copy(a, req_id);
+        j->from = otp_copy(a, from);
+        j->monitor = monitor;
+        otp_term em = otp_atom("erpc");
+        if (m == em && f == otp_atom("execute_call") && arity == 4) {
+            /* [ResRef, M, F, Args] */
+            otp_term l = args;
+            j->res_ref = otp_copy(a, otp_head(l));
+            l = otp_tail(l);
+            j->module = otp_head(l);
+            l = otp_tail(l);
+            j->function = otp_head(l);
+            j->args = otp_copy(a, otp_head(otp_tail(l)));
+            j->call = true;
+        } else if (m == em && f == otp_atom("execute_cast") && arity == 3) {
+            j->module = otp_head(args);
+            j->function = otp_head(otp_tail(args));
+            j->args = otp_copy(a, otp_head(otp_tail(otp_tail(args))));
+        } else {
+            j->module = m; /* spawn(Node, M, F, A) */
+            j->function = f;
+            j->args = otp_copy(a, args);
+        }
+        size_t al = list_len(j->args);
+        if (!otp_is_atom(j->module) || !otp_is_atom(j->function) || al == SIZE_MAX) {
+            otp_arena_free(a);
+            free(j);
+            bad = otp_atom("badarg");
+        } else {
+            j->f = find_fn(n, j->module, j->function, al);
+        }
+    }
+    otp_arena *ta = otp_arena_new();
+    if (!ta)
+        return "out of memory";
+    if (bad == OTP_NONE) {
+        otp__spawn_req *rq = calloc(1, sizeof *rq);
+        int rc = rq ? 0 : -OTP_ENOMEM;
+        if (rq) {
+            rq->fn = rpc_main;
+            rq->arg = j;
+            rq->on_exit = rpc_done;
+            rq->on_exit_arg = j;
+            rc = otp__spawn_here(sh, rq);
+            j->pid = rq->pid;
+            free(rq);
+        }
+        if (rc < 0) {
+            otp_arena_free(j->a);
+            free(j);
+            bad = otp_atom("system_limit");
+        } else {
+            /* The reply goes out before anything the process sends: it is
+             * queued now, the process runs later on this shard. */
+            send_ctl(n, sh, c->peer,
+                     OTP_TUPLE(ta, otp_small(CTL_SPAWN_REPLY), req_id, from,
+                               otp_small(monitor ? 2 : 0), j->pid),
+                     OTP_NONE);
+        }
+    }
+    if (bad != OTP_NONE)
+        send_ctl(n, sh, c->peer,
+                 OTP_TUPLE(ta, otp_small(CTL_SPAWN_REPLY), req_id, from, otp_small(0), bad),
+                 OTP_NONE);
+    otp_arena_free(ta);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ ticks */
@@ -1139,7 +1398,7 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     pthread_mutex_init(&n->lock, NULL);
     /* What this layer handles today: the mandatory set, and nothing that
      * would make a peer send what we cannot take yet. */
-    n->flags = OTP__DF_REQUIRED | OTP__DF_UNICODE_IO | OTP__DF_SMALL_ATOM_TAGS |
+    n->flags = OTP__DF_REQUIRED | OTP__DF_UNICODE_IO | OTP__DF_SMALL_ATOM_TAGS | OTP__DF_SPAWN |
                (c.hidden ? 0 : OTP__DF_PUBLISHED);
     int rc;
     if (c.cookie) {
@@ -1229,6 +1488,11 @@ void otp_node_stop(otp_node *n)
     for (size_t i = 0; i < n->nthreads; i++)
         pthread_join(n->threads[i], NULL);
     free(n->threads);
+    while (n->fns) {
+        rpc_fn *f = n->fns;
+        n->fns = f->next;
+        free(f);
+    }
     otp_epmd_stop(n->epmd);
     pthread_mutex_destroy(&n->lock);
     free(n->up);

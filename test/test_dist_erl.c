@@ -174,6 +174,26 @@ static otp_gs_ret gs_call(otp_proc *self, otp_term req, const otp_from *from, vo
 
 static const otp_gen_server_ops gs_ops = {.init = gs_init, .handle_call = gs_call};
 
+/* rpc targets: echo:echo/1 returns its argument; echo:thrower/1 throws it;
+ * echo:boom/0 fails with an error. */
+static int rpc_echo(otp_proc *self, otp_term args, otp_term *result, void *arg)
+{
+    *result = otp_head(args);
+    return OTP_RPC_RETURN;
+}
+
+static int rpc_thrower(otp_proc *self, otp_term args, otp_term *result, void *arg)
+{
+    *result = otp_head(args);
+    return OTP_RPC_THROW;
+}
+
+static int rpc_boom(otp_proc *self, otp_term args, otp_term *result, void *arg)
+{
+    *result = otp_atom("boom_reason");
+    return OTP_RPC_ERROR;
+}
+
 /* A process that sends one message and exits: dest and msg from a pair. */
 typedef struct send_job {
     otp_term dest_name, dest_node;
@@ -206,6 +226,9 @@ static int setup(void **state)
     assert_int_equal(r, 0);
     assert_true(otp_epmd_serving(otp_node_epmd(g_n)));
     assert_int_equal(otp_runtime_creation(g_rt), otp_epmd_creation(otp_node_epmd(g_n)));
+    assert_int_equal(otp_node_register_fn(g_n, "echo", "echo", 1, rpc_echo, NULL), 0);
+    assert_int_equal(otp_node_register_fn(g_n, "echo", "thrower", 1, rpc_thrower, NULL), 0);
+    assert_int_equal(otp_node_register_fn(g_n, "echo", "boom", 0, rpc_boom, NULL), 0);
     otp_spawn_opts so = {.shard = 1, .name = otp_atom("echo")};
     otp_term pid;
     assert_int_equal(otp_spawn(g_rt, NULL, echo_main, NULL, &so, &pid, NULL), 0);
@@ -264,6 +287,35 @@ static void test_erl_pings_sends_calls(void **state)
     reap(&e);
 }
 
+/* rpc:call and erpc:call reach registered C functions; others are undef. */
+static void test_rpc(void **state)
+{
+    char sname[64], eval[2048];
+    snprintf(sname, sizeof sname, "e5_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "N = '%s',"
+             "io:format(\"rpc ~p~n\", [rpc:call(N, echo, echo, [{hi, 1}])]),"
+             "io:format(\"erpc ~p~n\", [erpc:call(N, echo, echo, [<<\"x\">>])]),"
+             "io:format(\"undef ~p~n\", [rpc:call(N, nomod, nofun, [1])]),"
+             "io:format(\"throw ~p~n\", [catch erpc:call(N, echo, thrower, [t])]),"
+             "io:format(\"err ~p~n\", [try erpc:call(N, echo, boom, []) catch error:E -> E "
+             "end]),"
+             "io:format(\"rpcerr ~p~n\", [rpc:call(N, echo, boom, [])]),"
+             "ok = erpc:cast(N, echo, echo, [x]),"
+             "io:format(\"after ~p~n\", [rpc:call(N, echo, echo, [done])]),"
+             "halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "rpc {hi,1}", 20000);
+    expect_line(&e, "erpc <<\"x\">>", 5000);
+    expect_line(&e, "undef {badrpc,{'EXIT',{undef,[{nomod,nofun,[1],[]}]}}}", 5000);
+    expect_line(&e, "throw t", 5000);
+    expect_line(&e, "err {exception,boom_reason,[]}", 5000);
+    expect_line(&e, "rpcerr {badrpc,{'EXIT',{boom_reason,[]}}}", 5000);
+    expect_line(&e, "after done", 5000);
+    reap(&e);
+}
+
 /* A send to a node we have no connection to connects to it. */
 static void test_first_send_connects(void **state)
 {
@@ -314,6 +366,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_erl_pings_sends_calls),
+        cmocka_unit_test(test_rpc),
         cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };

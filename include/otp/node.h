@@ -9,10 +9,11 @@
  * send to a node connects to it, as in Erlang.
  *
  * Status of this first part of the distribution layer (see the issue):
- * handshake both ways, ticks, SEND / SEND_SENDER / REG_SEND / ALIAS_SEND
- * in, SEND / REG_SEND out, pass-through framing; the flags advertised are
- * what that supports. Links, monitors and exits across nodes, spawn
- * requests (rpc), atom cache and fragments come next.
+ * handshake both ways, ticks, SEND / SEND_SENDER / REG_SEND in, SEND /
+ * REG_SEND out, spawn requests (rpc:call, erpc:call into C functions),
+ * pass-through framing; the flags advertised are what that supports.
+ * Links, monitors and exits across nodes, calls from C to remote servers,
+ * global, pg, atom cache and fragments come next.
  */
 #ifndef OTP_NODE_H
 #define OTP_NODE_H
@@ -61,6 +62,26 @@ otp_epmd *otp_node_epmd(otp_node *n);
 /* Connected nodes (any thread): writes up to max node atoms, returns how
  * many there are. */
 size_t otp_node_connected(otp_node *n, otp_term *nodes, size_t max);
+
+/* ---- C functions for rpc:call and erpc:call
+ *
+ * Erlang's rpc:call(Node, M, F, Args) and erpc:call reach fn when M:F with
+ * length(Args) == arity is registered. fn runs in a process of its own (it
+ * may send, receive and call); it returns how the call ends and sets
+ * *result (a term built in otp_proc_arena(self)):
+ *   OTP_RPC_RETURN  the call returns *result
+ *   OTP_RPC_THROW   throw(*result)
+ *   OTP_RPC_ERROR   error(*result)   (rpc:call gives {badrpc, {'EXIT', ...}})
+ *   OTP_RPC_EXIT    exit(*result)
+ * A function that is not registered fails with undef, as on an Erlang
+ * node. rpc:cast and erpc:cast run fn and ignore its result. */
+enum { OTP_RPC_RETURN = 0, OTP_RPC_THROW, OTP_RPC_ERROR, OTP_RPC_EXIT };
+typedef int (*otp_rpc_fn)(otp_proc *self, otp_term args, otp_term *result, void *arg);
+
+/* Registers fn as module:function/arity (any thread; arg is passed to fn
+ * and must outlive the node). 0, -OTP_EBADARG, -OTP_ENOMEM. */
+int otp_node_register_fn(otp_node *n, const char *module, const char *function, unsigned arity,
+                         otp_rpc_fn fn, void *arg);
 
 #ifdef __cplusplus
 }
