@@ -27,6 +27,14 @@ int otp__io_create(otp__io **out, const otp__io_config *cfg)
     *out = NULL;
     if (cfg)
         c = *cfg;
+    /* Buffer ids are 16 bits and a buffer ring holds at most 2^15 entries;
+     * a receive's result must fit an int. */
+    if (c.pool_bufs == 0)
+        c.pool_bufs = 64;
+    if (c.pool_buf_size == 0)
+        c.pool_buf_size = 16384;
+    if (c.pool_bufs > 32768 || c.pool_buf_size > INT_MAX)
+        return -EINVAL;
     bool automatic = false;
     if (c.backend == OTP__IO_AUTO) {
         const char *env = getenv("OTP_IO_BACKEND");
@@ -128,6 +136,32 @@ int otp__io_recv(otp__io *io, otp__io_op *op, otp__sock fd, void *buf, size_t le
     return r ? r : end(op, io->ops->recv(io, op, buf, len));
 }
 
+int otp__io_recv_pooled(otp__io *io, otp__io_op *op, otp__sock fd)
+{
+    int r = begin(op, fd, OTP__IO_K_RECV_POOLED);
+    if (r)
+        return r;
+    op->priv.u.recv.buf = NULL;
+    op->priv.u.recv.len = 0;
+    return end(op, io->ops->recv_pooled(io, op));
+}
+
+void otp__io_buf_release(otp__io *io, void *buf)
+{
+    otp__io_pool *p = &io->pool;
+    if (!buf)
+        return;
+    /* A stray pointer or a second release would put one buffer in the pool
+     * twice, and then under two receives at once: refuse it. */
+    unsigned char *b = buf;
+    bool ours = p->mem && b >= p->mem && b < p->mem + (size_t)p->nbufs * p->size &&
+                (size_t)(b - p->mem) % p->size == 0;
+    unsigned i = ours ? otp__io_pool_index(p, b) : 0;
+    OTP__IO_ASSERT(ours && p->out[i]);
+    if (ours && p->out[i])
+        io->ops->buf_release(io, i);
+}
+
 int otp__io_send(otp__io *io, otp__io_op *op, otp__sock fd, const struct iovec *iov, int iovcnt)
 {
     if (!iov || iovcnt <= 0)
@@ -169,6 +203,13 @@ int otp__io_close(otp__io *io, otp__sock fd)
     if (fd < 0)
         return -EBADF;
     return io->ops->close(io, fd);
+}
+
+int otp__io_detach(otp__io *io, otp__sock fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    return io->ops->detach(io, fd);
 }
 
 int otp__io_wait(otp__io *io, uint64_t timeout_ms)
@@ -218,4 +259,44 @@ void otp__io_send_advance(otp__io_op *op, size_t n)
 int otp__io_pollfd(otp__io *io)
 {
     return io->ops->pollfd ? io->ops->pollfd(io) : io->wake_fd;
+}
+
+int otp__io_pool_init(otp__io *io, const char *label)
+{
+    otp__io_pool *p = &io->pool;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t bytes = (size_t)io->cfg.pool_bufs * io->cfg.pool_buf_size;
+    /* Page-aligned, so a buffer ring's kernel side maps whole pages and no
+     * buffer shares a cache line with unrelated heap data. */
+    void *mem = NULL;
+    if (posix_memalign(&mem, page, (bytes + page - 1) / page * page) != 0)
+        return -ENOMEM;
+    p->free = malloc(io->cfg.pool_bufs * sizeof *p->free);
+    p->out = calloc(io->cfg.pool_bufs, 1);
+    if (!p->free || !p->out) {
+        free(mem);
+        free(p->free);
+        free(p->out);
+        p->free = NULL;
+        p->out = NULL;
+        return -ENOMEM;
+    }
+    p->mem = mem;
+    p->size = io->cfg.pool_buf_size;
+    p->nbufs = io->cfg.pool_bufs;
+    /* Buffer 0 on top: handed out first. */
+    for (unsigned i = 0; i < p->nbufs; i++)
+        p->free[i] = (uint16_t)(p->nbufs - 1 - i);
+    p->nfree = p->nbufs;
+    size_t n = strlen(io->features);
+    snprintf(io->features + n, sizeof io->features - n, " %s", label);
+    return 0;
+}
+
+void otp__io_pool_fini(otp__io_pool *p)
+{
+    free(p->mem);
+    free(p->free);
+    free(p->out);
+    memset(p, 0, sizeof *p);
 }

@@ -30,7 +30,14 @@
  *   close   -> cancel the socket's queued ops, close() (kqueue drops the
  *              filters itself);
  *   wait    -> kevent() with the timeout; wake -> EVFILT_USER + NOTE_TRIGGER,
- *              which any thread may post.
+ *              which any thread may post;
+ *   recv_pooled -> the epoll backend's path unchanged: recv() into a buffer
+ *              from the user-space free list, parked on EVFILT_READ on
+ *              EAGAIN, and on the instance's starved list when the pool is
+ *              empty;
+ *   detach  -> EV_DELETE of both filters in one kevent() call, and the
+ *              socket's queue record cleared; the new owner adds them to its
+ *              own kqueue at its first op.
  * IOCP (Windows) is completion-shaped like io_uring: the op's private part
  *   holds the OVERLAPPED, sockets are associated with the port once, and
  *   otp__sock becomes SOCKET.
@@ -47,7 +54,21 @@
  *   close   -> closesocket, which aborts the socket's pending ops;
  *   wait    -> GetQueuedCompletionStatusEx with the timeout;
  *   wake    -> PostQueuedCompletionStatus with a reserved key, from any
- *              thread.
+ *              thread;
+ *   recv_pooled -> a zero-byte WSARecv (the usual IOCP way to learn that a
+ *              socket is readable without pinning a buffer), then a
+ *              non-blocking WSARecv into a pool buffer, as the io_uring
+ *              backend's user-space pool does after its poll;
+ *   detach  -> a socket is associated with one completion port for life,
+ *              and WSADuplicateSocket (meant for handing a socket to another
+ *              process: the duplicate shares the underlying socket) is no
+ *              way out. We pick forwarding: the socket stays on the old
+ *              port, an op submitted by the new owner names its instance in
+ *              its private part, and the old instance's wait re-posts each
+ *              such completion to the new owner's port with
+ *              PostQueuedCompletionStatus. One extra thread hop per
+ *              completion, and the old instance must outlive the socket;
+ *              shards hand sockets over rarely (balancing after accept).
  *   Results stay -errno style: WSA error codes map to their errno names.
  *
  * Threads: an otp__io and its ops belong to one thread (the shard's), which
@@ -56,7 +77,8 @@
  * otp__io_wait (or of a submission that finds the io_uring SQ full before
  * that). Callbacks run inside otp__io_wait, never inside a submission
  * call; a callback may submit, cancel and close, but must not call
- * otp__io_wait or otp__io_destroy.
+ * otp__io_wait or otp__io_destroy. A socket is used with one instance at a
+ * time; otp__io_detach hands it to another.
  *
  * Errors: every function returns 0 (or a count) or -errno. A submission that
  * fails synchronously (bad arguments, op already pending, no memory) never
@@ -97,7 +119,7 @@ struct otp__io_op {
         int32_t heap;   /* epoll: index in the connect-timer heap, or -1 */
         union {
             struct otp__io_recv_state {
-                void *buf;
+                void *buf; /* pooled: the buffer delivered, or NULL */
                 size_t len;
             } recv;
             struct otp__io_send_state {
@@ -119,7 +141,14 @@ struct otp__io_op {
     } priv;
 };
 
-enum { OTP__IO_K_NONE, OTP__IO_K_ACCEPT, OTP__IO_K_CONNECT, OTP__IO_K_RECV, OTP__IO_K_SEND };
+enum {
+    OTP__IO_K_NONE,
+    OTP__IO_K_ACCEPT,
+    OTP__IO_K_CONNECT,
+    OTP__IO_K_RECV,
+    OTP__IO_K_SEND,
+    OTP__IO_K_RECV_POOLED,
+};
 enum {
     OTP__IO_F_CANCEL = 1,    /* cancellation requested: end with -ECANCELED */
     OTP__IO_F_MULTISHOT = 2, /* io_uring: the accept SQE is multishot */
@@ -130,6 +159,16 @@ enum {
 static inline bool otp__io_op_pending(const otp__io_op *op)
 {
     return op->priv.state != 0;
+}
+
+/* The buffer a pooled receive completed into (see otp__io_recv_pooled):
+ * non-NULL after a completion with res > 0, until the op is submitted
+ * again; NULL otherwise. */
+static inline void *otp__io_pooled_buf(const otp__io_op *op)
+{
+    if (op->priv.kind != OTP__IO_K_RECV_POOLED || otp__io_op_pending(op))
+        return NULL;
+    return op->priv.u.recv.buf;
 }
 
 typedef enum otp__io_backend {
@@ -153,6 +192,9 @@ typedef struct otp__io_config {
                                many bytes (0: no cap) to force short writes */
     unsigned uring_without; /* testing: OTP__IO_URING_NO_* features to act as
                                if the kernel lacked, to run the fallbacks */
+    unsigned pool_bufs;     /* buffers behind otp__io_recv_pooled (0: 64;
+                               at most 32768) */
+    size_t pool_buf_size;   /* bytes in each (0: 16384; below 2^31) */
 } otp__io_config;
 
 enum {
@@ -162,13 +204,16 @@ enum {
     OTP__IO_URING_NO_SETUP_FLAGS = 8, /* no DEFER/COOP_TASKRUN, SUBMIT_ALL (< 5.18) */
     OTP__IO_URING_NO_CQE_SKIP = 16,   /* every cancel posts a CQE (< 5.17) */
     OTP__IO_URING_NO_EXT_ARG = 32,    /* timed waits through a timeout SQE (< 5.11) */
-    OTP__IO_URING_BASELINE = 63,      /* all of them: the 5.6 kernel this needs */
+    OTP__IO_URING_NO_BUF_RING = 64,   /* pooled receives: poll + recv(2) from the
+                                         user-space pool (< 5.19) */
+    OTP__IO_URING_BASELINE = 127,     /* all of them: the 5.6 kernel this needs */
 };
 
 typedef struct otp__io_stats {
     uint64_t completions; /* callbacks made */
     uint64_t short_sends; /* partial writes the backend continued */
     uint64_t wakes;       /* wake events consumed (coalesced wakes count once) */
+    uint64_t pool_waits;  /* pooled receives parked because the pool was empty */
 } otp__io_stats;
 
 /* Creates an instance; *out is the caller's until otp__io_destroy. cfg may be
@@ -177,17 +222,22 @@ typedef struct otp__io_stats {
  * else io_uring; only that last, automatic choice falls back to epoll when
  * the kernel refuses io_uring (ENOSYS, EPERM, EACCES, or missing opcodes),
  * printing one line to stderr. A runtime creating many instances passes the
- * first one's backend explicitly to the rest, so it says so only once. */
+ * first one's backend explicitly to the rest, so it says so only once.
+ * -EINVAL also for a pool geometry out of range (see otp__io_config). */
 int otp__io_create(otp__io **out, const otp__io_config *cfg);
 
 /* Frees the instance. Pending ops are dropped without completions; by the
  * time it returns the kernel no longer touches their memory (io_uring:
  * drained when called on the owner thread; elsewhere, the thread that owned
- * the ring must have exited). Sockets are not closed. */
+ * the ring must have exited). Sockets are not closed. The receive pool goes
+ * with it: buffers callers still hold from otp__io_recv_pooled are freed
+ * too, so stop using them first. */
 void otp__io_destroy(otp__io *io);
 
 const char *otp__io_backend_name(const otp__io *io); /* "io_uring" or "epoll" */
-const char *otp__io_features(const otp__io *io);     /* what the probe found */
+/* What the probe found. After the first otp__io_recv_pooled it also names
+ * the pool: "buf_ring" (io_uring's registered buffer ring) or "user_pool". */
+const char *otp__io_features(const otp__io *io);
 void otp__io_get_stats(const otp__io *io, otp__io_stats *out);
 
 /* Submissions. None blocks; io_uring hands them to the kernel at the next
@@ -210,6 +260,27 @@ int otp__io_connect(otp__io *io, otp__io_op *op, otp__sock fd, const struct sock
 /* Receive up to len bytes; res 0 means the peer closed its side. */
 int otp__io_recv(otp__io *io, otp__io_op *op, otp__sock fd, void *buf, size_t len);
 
+/* Receive into a buffer the backend picks from this instance's pool, so an
+ * idle connection pins no receive buffer of its own. res as for
+ * otp__io_recv: bytes received (> 0), 0 when the peer closed its side, or
+ * -errno. On res > 0, otp__io_pooled_buf(op) is the buffer (res bytes of
+ * data, at most cfg.pool_buf_size); the caller owns it until it hands it
+ * back with otp__io_buf_release. An empty pool is never an error: the op
+ * waits for a release (stats.pool_waits counts these), and cancel and close
+ * end it with -ECANCELED like any other. The pool (cfg.pool_bufs buffers of
+ * cfg.pool_buf_size bytes) is allocated at the first call, which may also
+ * fail with -ENOMEM. io_uring uses a registered buffer ring where the
+ * kernel has one (5.19+), else polls and recv(2)s from a user-space pool as
+ * epoll does. */
+int otp__io_recv_pooled(otp__io *io, otp__io_op *op, otp__sock fd);
+
+/* Give a buffer from otp__io_pooled_buf back to the pool; it may go
+ * straight to a receive waiting for one. Owner thread only; inside a
+ * callback too. A NULL buf is ignored; a buffer that is not out (released
+ * twice, or not from this pool) is a bug: asserted in debug builds,
+ * ignored otherwise. */
+void otp__io_buf_release(otp__io *io, void *buf);
+
 /* Send every byte of iov[0..iovcnt): completes with the total once all are
  * written (the backend continues short writes itself), or with -errno
  * (-EPIPE, -ECONNRESET...; never SIGPIPE). iovcnt may exceed IOV_MAX. */
@@ -226,6 +297,14 @@ int otp__io_cancel(otp__io *io, otp__io_op *op);
  * result, as for otp__io_cancel). With ops pending, io_uring closes it at the
  * next wait, after cancelling them; otherwise it is closed on return. */
 int otp__io_close(otp__io *io, otp__sock fd);
+
+/* Forget a socket without closing it, so that another instance (another
+ * shard's thread) may use it: -EBUSY if ops on it are pending here (cancel
+ * them and let their completions arrive first), else 0. epoll takes it off
+ * its epoll set; io_uring keeps nothing per socket. From then on the socket
+ * is the new owner's, which closes it; this instance may use it again only
+ * if it is handed back the same way. */
+int otp__io_detach(otp__io *io, otp__sock fd);
 
 /* The shard's sleep. Flushes submissions and delivers completions; blocks
  * for at most timeout_ms (0: never, UINT64_MAX: no limit) and only if

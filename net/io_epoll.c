@@ -8,6 +8,11 @@
  * either empty, or its head has seen EAGAIN since the last edge. So an op
  * arriving at an empty queue must try first (an edge may have gone by
  * unseen), and running a queue goes on until it empties or hits EAGAIN.
+ *
+ * Pooled receives take a buffer from the user-space pool for each attempt
+ * and give it back on EAGAIN. A head that finds the pool empty has not seen
+ * EAGAIN, so no edge will come for it: its socket goes on the starved list,
+ * and each release runs the starved sockets' read queues again.
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
@@ -31,7 +36,13 @@ typedef struct fdq {
     otp__io_op *rhead, *rtail; /* accept, recv */
     otp__io_op *whead, *wtail; /* connect, send */
     bool registered;
+    bool starved;     /* on the starved list: rhead waits for a buffer */
+    int sprev, snext; /* the starved list, by fd; -1 ends it */
 } fdq;
+
+/* attempt()'s answer when a pooled receive finds the pool empty; outside
+ * the -errno range, so a recv(2) error cannot be taken for it. */
+#define NO_BUF INT64_MIN
 
 typedef struct ep {
     otp__io base;
@@ -42,8 +53,10 @@ typedef struct ep {
     size_t nready;
     otp__io_op **heap; /* connects with a deadline, earliest first */
     size_t heap_len, heap_cap;
-    otp__io_op *delivering; /* the accept whose callback is running */
-    bool polled;            /* the last wait called epoll_wait */
+    otp__io_op *delivering;         /* the accept whose callback is running */
+    int starved_head, starved_tail; /* sockets whose read queue waits for a buffer */
+    size_t nstarved;
+    bool polled; /* the last wait called epoll_wait */
     struct epoll_event events[MAX_EVENTS];
 } ep;
 
@@ -88,7 +101,8 @@ static void q_del(otp__io_op **head, otp__io_op **tail, otp__io_op *op)
 
 static bool reads(const otp__io_op *op)
 {
-    return op->priv.kind == OTP__IO_K_ACCEPT || op->priv.kind == OTP__IO_K_RECV;
+    return op->priv.kind == OTP__IO_K_ACCEPT || op->priv.kind == OTP__IO_K_RECV ||
+           op->priv.kind == OTP__IO_K_RECV_POOLED;
 }
 
 static void q_unlink(ep *e, otp__io_op *op)
@@ -111,6 +125,42 @@ static void ready_push(ep *e, otp__io_op *op, int64_t res)
         e->ready = op;
     e->ready_tail = op;
     e->nready++;
+}
+
+/* ---- the starved list: sockets in FIFO order, so none waits forever ---- */
+
+static void starve(ep *e, otp__sock fd)
+{
+    fdq *q = &e->fds[fd];
+    if (q->starved)
+        return;
+    q->starved = true;
+    q->snext = -1;
+    q->sprev = e->starved_tail;
+    if (e->starved_tail >= 0)
+        e->fds[e->starved_tail].snext = fd;
+    else
+        e->starved_head = fd;
+    e->starved_tail = fd;
+    e->nstarved++;
+    e->base.stats.pool_waits++;
+}
+
+static void unstarve(ep *e, otp__sock fd)
+{
+    fdq *q = &e->fds[fd];
+    if (!q->starved)
+        return;
+    if (q->sprev >= 0)
+        e->fds[q->sprev].snext = q->snext;
+    else
+        e->starved_head = q->snext;
+    if (q->snext >= 0)
+        e->fds[q->snext].sprev = q->sprev;
+    else
+        e->starved_tail = q->sprev;
+    q->starved = false;
+    e->nstarved--;
 }
 
 /* ---- the connect-timer heap ---- */
@@ -254,6 +304,28 @@ static int64_t try_recv(otp__io_op *op)
     }
 }
 
+/* A buffer from the pool for this one attempt: kept if data came, given
+ * back otherwise, so a socket waiting for data holds none. */
+static int64_t try_recv_pooled(ep *e, otp__io_op *op)
+{
+    otp__io_pool *p = &e->base.pool;
+    unsigned char *buf = otp__io_pool_take(p);
+    if (!buf)
+        return NO_BUF;
+    for (;;) {
+        ssize_t n = recv(op->priv.fd, buf, p->size, MSG_DONTWAIT);
+        if (n > 0) {
+            op->priv.u.recv.buf = buf;
+            return n;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        int64_t r = n < 0 ? -errno : 0;
+        otp__io_pool_put(p, otp__io_pool_index(p, buf));
+        return r;
+    }
+}
+
 /* Writes until all is sent or EAGAIN. The caller's iovec array is const,
  * so each sendmsg takes a stack copy of up to SEND_IOV elements with the
  * first one trimmed by what is already sent. */
@@ -314,6 +386,8 @@ static int64_t attempt(ep *e, otp__io_op *op)
         return try_accept(op);
     case OTP__IO_K_RECV:
         return try_recv(op);
+    case OTP__IO_K_RECV_POOLED:
+        return try_recv_pooled(e, op);
     case OTP__IO_K_SEND:
         return try_send(e, op);
     default:
@@ -329,7 +403,9 @@ static void start(ep *e, otp__io_op *op)
     otp__io_op **tail = reads(op) ? &q->rtail : &q->wtail;
     if (!*head) {
         int64_t r = attempt(e, op);
-        if (r != -EAGAIN) {
+        if (r == NO_BUF)
+            starve(e, op->priv.fd);
+        else if (r != -EAGAIN) {
             ready_push(e, op, r);
             return;
         }
@@ -337,13 +413,16 @@ static void start(ep *e, otp__io_op *op)
     q_push(head, tail, op);
 }
 
-/* After an edge: attempt queued ops in order until EAGAIN. */
+/* After an edge (or a buffer release): attempt queued ops in order until
+ * EAGAIN, or until a pooled receive finds the pool empty. */
 static void run_queue(ep *e, otp__io_op **head, otp__io_op **tail)
 {
     while (*head) {
         otp__io_op *op = *head;
         int64_t r = attempt(e, op);
-        if (r == -EAGAIN)
+        if (r == NO_BUF)
+            starve(e, op->priv.fd);
+        if (r == -EAGAIN || r == NO_BUF)
             return;
         q_del(head, tail, op);
         heap_del(e, op);
@@ -400,6 +479,37 @@ static int e_recv(otp__io *io, otp__io_op *op, void *buf, size_t len)
     return 0;
 }
 
+static int e_recv_pooled(otp__io *io, otp__io_op *op)
+{
+    ep *e = E(io);
+    int r = io->pool.mem ? 0 : otp__io_pool_init(io, "user_pool");
+    if (r == 0)
+        r = fd_register(e, op->priv.fd);
+    if (r)
+        return r;
+    start(e, op);
+    return 0;
+}
+
+/* The starved sockets' read queues, oldest first, while buffers last. Only
+ * those starved now: one that starves again goes to the back and waits for
+ * the next release. */
+static void feed_starved(ep *e)
+{
+    for (size_t n = e->nstarved; n && e->base.pool.nfree && e->starved_head >= 0; n--) {
+        int fd = e->starved_head;
+        unstarve(e, fd);
+        run_queue(e, &e->fds[fd].rhead, &e->fds[fd].rtail);
+    }
+}
+
+static void e_buf_release(otp__io *io, unsigned i)
+{
+    ep *e = E(io);
+    otp__io_pool_put(&io->pool, i);
+    feed_starved(e);
+}
+
 static int e_send(otp__io *io, otp__io_op *op, const struct iovec *iov, int iovcnt, uint64_t total)
 {
     ep *e = E(io);
@@ -415,9 +525,17 @@ static int e_cancel(otp__io *io, otp__io_op *op)
     ep *e = E(io);
     op->priv.flags |= OTP__IO_F_CANCEL;
     if (op->priv.state == ST_QUEUED) {
+        fdq *q = &e->fds[op->priv.fd];
+        bool starved_head = q->starved && q->rhead == op;
         q_unlink(e, op);
         heap_del(e, op);
         ready_push(e, op, -ECANCELED);
+        /* The op behind a starved head has not tried yet and the socket may
+         * be readable: no edge will tell, so try it now. */
+        if (starved_head) {
+            unstarve(e, op->priv.fd);
+            run_queue(e, &q->rhead, &q->rtail);
+        }
     }
     /* ST_READY: the result stands (an accept delivers its connection, then
      * -ECANCELED); ST_DELIVERING: the accept ends after its callback. */
@@ -445,11 +563,35 @@ static int e_close(otp__io *io, otp__sock fd)
                 op->priv.flags |= OTP__IO_F_CANCEL;
         if (e->delivering && e->delivering->priv.fd == fd)
             e->delivering->priv.flags |= OTP__IO_F_CANCEL;
+        unstarve(e, fd);
         if (q->registered)
             (void)epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
         q->registered = false;
     }
     return close(fd) < 0 && errno != EINTR ? -errno : 0;
+}
+
+/* Pending here means queued on the socket, or done and not yet delivered
+ * (the ready list, an accept in its callback); walking the ready list is
+ * fine for a call made once per hand-over. */
+static int e_detach(otp__io *io, otp__sock fd)
+{
+    ep *e = E(io);
+    if ((size_t)fd >= e->nfds)
+        return 0;
+    fdq *q = &e->fds[fd];
+    if (q->rhead || q->whead || (e->delivering && e->delivering->priv.fd == fd))
+        return -EBUSY;
+    for (otp__io_op *op = e->ready; op; op = op->priv.next)
+        if (op->priv.fd == fd)
+            return -EBUSY;
+    unstarve(e, fd);
+    /* Its edges would otherwise keep arriving here, where nothing waits for
+     * them, and the new owner's EPOLL_CTL_ADD is on another epoll set. */
+    if (q->registered)
+        (void)epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
+    q->registered = false;
+    return 0;
 }
 
 /* ---- the wait ---- */
@@ -563,6 +705,7 @@ static void e_destroy(otp__io *io)
     close(e->base.wake_fd);
     free(e->fds);
     free(e->heap);
+    otp__io_pool_fini(&io->pool);
     free(e);
 }
 
@@ -577,9 +720,12 @@ static const otp__io_ops epoll_ops = {
     .accept = e_accept,
     .connect = e_connect,
     .recv = e_recv,
+    .recv_pooled = e_recv_pooled,
     .send = e_send,
     .cancel = e_cancel,
     .close = e_close,
+    .detach = e_detach,
+    .buf_release = e_buf_release,
     .wait = e_wait,
     .wake_from = NULL,
     .pollfd = e_pollfd,
@@ -592,6 +738,7 @@ int otp__io_epoll_create(otp__io **out, const otp__io_config *cfg)
         return -ENOMEM;
     e->base.ops = &epoll_ops;
     e->base.cfg = *cfg;
+    e->starved_head = e->starved_tail = -1;
     e->epfd = epoll_create1(EPOLL_CLOEXEC);
     /* Level-triggered and drained on each event: no edge to lose. */
     e->base.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -2,16 +2,26 @@
  * thread. Ops go in as SQEs and are handed to the kernel once per
  * otp__io_wait (or when the SQ fills); CQEs come back tagged with the op.
  * Features newer than the 5.6 baseline (multishot accept, cancel by fd,
- * MSG_RING, deferred task work) are probed and used only where present.
+ * MSG_RING, deferred task work, buffer rings) are probed and used only
+ * where present.
+ *
+ * Pooled receives: with a registered buffer ring the kernel picks the
+ * buffer and names it in the CQE; without one, a POLL_ADD says when the
+ * socket is readable and recv(2) reads into a buffer from the user-space
+ * pool. Either way an op that meets an empty pool parks on a list of ours
+ * until a buffer is released.
  */
 #define _GNU_SOURCE /* IOV_MAX */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,15 +42,25 @@ enum {
 #define UD_TAG_MASK UINT64_C(7)
 #define UD_PTR_MASK UINT64_C(0x0000FFFFFFFFFFF8)
 
-enum { ST_INFLIGHT = 1, ST_LOCAL = 2 }; /* op->priv.state */
+enum { ST_INFLIGHT = 1, ST_LOCAL = 2, ST_PARKED = 3 }; /* op->priv.state */
+
+#define BGID 0 /* our one buffer group */
 
 typedef struct uring {
     otp__io base;
     struct io_uring ring;
-    otp__io_op *inflight;           /* ops the kernel may still complete */
-    otp__io_op *local, *local_tail; /* ops we complete ourselves, FIFO */
-    bool disabled;                  /* created R_DISABLED, not yet enabled */
-    bool wake_armed;                /* the eventfd read is queued or in flight */
+    otp__io_op *inflight;             /* ops the kernel may still complete */
+    otp__io_op *local, *local_tail;   /* ops we complete ourselves, FIFO */
+    otp__io_op *parked, *parked_tail; /* pooled receives waiting for a buffer */
+    bool retry_parked;                /* parked ops met a full SQ: unpark at the next wait */
+    /* The registered buffer ring, or NULL for the user-space pool. */
+    struct io_uring_buf_ring *br;
+    unsigned br_entries;
+    /* Buffers put in the ring minus those CQEs have shown taken: at least
+     * what the kernel has, since a CQE not reaped yet may have taken more. */
+    unsigned br_avail;
+    bool disabled;   /* created R_DISABLED, not yet enabled */
+    bool wake_armed; /* the eventfd read is queued or in flight */
     bool destroying;
     bool multishot_accept, cancel_fd, msg_ring, cqe_skip;
     /* Set (release) once the ring is enabled; wake_from on other threads
@@ -99,6 +119,31 @@ static void local_push(uring *u, otp__io_op *op, int64_t res)
     else
         u->local = op;
     u->local_tail = op;
+}
+
+static void parked_add(uring *u, otp__io_op *op)
+{
+    op->priv.next = NULL;
+    op->priv.prev = u->parked_tail;
+    if (u->parked_tail)
+        u->parked_tail->priv.next = op;
+    else
+        u->parked = op;
+    u->parked_tail = op;
+    op->priv.state = ST_PARKED;
+}
+
+static void parked_del(uring *u, otp__io_op *op)
+{
+    if (op->priv.prev)
+        op->priv.prev->priv.next = op->priv.next;
+    else
+        u->parked = op->priv.next;
+    if (op->priv.next)
+        op->priv.next->priv.prev = op->priv.prev;
+    else
+        u->parked_tail = op->priv.prev;
+    op->priv.next = op->priv.prev = NULL;
 }
 
 static int enable(uring *u)
@@ -264,6 +309,188 @@ static int u_recv(otp__io *io, otp__io_op *op, void *buf, size_t len)
     return 0;
 }
 
+/* ---- pooled receives ---- */
+
+/* Registers the buffer ring, or says why not (EINVAL before 5.19). The ring
+ * is ours, mapped, rather than the kernel's (IOU_PBUF_RING_MMAP, 6.4), so
+ * that 5.19 will do. */
+static int br_setup(uring *u)
+{
+    unsigned entries = 1;
+    while (entries < u->base.cfg.pool_bufs)
+        entries <<= 1;
+    size_t bytes = entries * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    struct io_uring_buf_ring *br = mem;
+    io_uring_buf_ring_init(br);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uintptr_t)mem, .ring_entries = entries, .bgid = BGID};
+    int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (r < 0) {
+        munmap(mem, bytes);
+        return r;
+    }
+    u->br = br;
+    u->br_entries = entries;
+    return 0;
+}
+
+static void br_put(uring *u, unsigned i)
+{
+    otp__io_pool *p = &u->base.pool;
+    p->out[i] = 0;
+    io_uring_buf_ring_add(u->br, otp__io_pool_buf(p, i), (unsigned)p->size, (unsigned short)i,
+                          io_uring_buf_ring_mask(u->br_entries), 0);
+    /* Publishes the entry with a release store of the tail: the kernel may
+     * take the buffer from here on. */
+    io_uring_buf_ring_advance(u->br, 1);
+    u->br_avail++;
+}
+
+static int pool_start(uring *u)
+{
+    if (u->base.pool.mem)
+        return 0;
+    bool ring = !(u->base.cfg.uring_without & OTP__IO_URING_NO_BUF_RING) && br_setup(u) == 0;
+    int r = otp__io_pool_init(&u->base, ring ? "buf_ring" : "user_pool");
+    if (r < 0) {
+        if (ring) {
+            (void)io_uring_unregister_buf_ring(&u->ring, BGID);
+            munmap(u->br, u->br_entries * sizeof(struct io_uring_buf));
+            u->br = NULL;
+        }
+        return r;
+    }
+    if (ring) {
+        /* Every buffer goes to the kernel; the free stack stays unused. */
+        u->base.pool.nfree = 0;
+        for (unsigned i = 0; i < u->base.pool.nbufs; i++)
+            br_put(u, i);
+    }
+    return 0;
+}
+
+/* The ring: a RECV that picks its buffer from our group. The user-space
+ * pool: a POLL_ADD, and the recv(2) after it. poll_first (5.19, as the ring
+ * is) leaves a resubmitted op armed in the kernel without trying for a
+ * buffer until data is there: a parked socket with nothing to read then
+ * stops coming back with -ENOBUFS at every release. */
+static void prep_recv_pooled(uring *u, otp__io_op *op, bool poll_first)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (u->br) {
+        io_uring_prep_recv(sqe, op->priv.fd, NULL, u->base.pool.size, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+        if (poll_first)
+            sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    } else {
+        io_uring_prep_poll_add(sqe, op->priv.fd, POLLIN);
+    }
+    sqe->user_data = ud_op(op, TAG_OP);
+}
+
+static int u_recv_pooled(otp__io *io, otp__io_op *op)
+{
+    uring *u = U(io);
+    int r = pool_start(u);
+    if (r == 0)
+        r = reserve(u, 1);
+    if (r)
+        return r;
+    op->priv.gen++;
+    prep_recv_pooled(u, op, false);
+    inflight_add(u, op);
+    return 0;
+}
+
+static void park(uring *u, otp__io_op *op)
+{
+    u->base.stats.pool_waits++;
+    parked_add(u, op);
+}
+
+/* The user-space pool, for an op on no list whose socket has polled
+ * readable: the read, with a buffer held only if data came. Returns true
+ * with the final result in *res; false when the op is parked again (no
+ * buffer, or no room in the SQ) or in flight again (polling: it was a
+ * false alarm, or someone else read the data first). */
+static bool user_recv(uring *u, otp__io_op *op, int64_t *res)
+{
+    otp__io_pool *p = &u->base.pool;
+    unsigned char *buf = otp__io_pool_take(p);
+    if (!buf) {
+        park(u, op);
+        return false;
+    }
+    ssize_t n;
+    while ((n = recv(op->priv.fd, buf, p->size, MSG_DONTWAIT)) < 0 && errno == EINTR) {
+    }
+    if (n > 0) {
+        op->priv.u.recv.buf = buf;
+        *res = n;
+        return true;
+    }
+    int err = n < 0 ? errno : 0;
+    otp__io_pool_put(p, otp__io_pool_index(p, buf));
+    if (err != EAGAIN && err != EWOULDBLOCK) {
+        *res = -err;
+        return true;
+    }
+    if (reserve(u, 1) < 0) {
+        parked_add(u, op);
+        u->retry_parked = true;
+        return false;
+    }
+    prep_recv_pooled(u, op, false);
+    inflight_add(u, op);
+    return false;
+}
+
+/* Parked ops go back to work after a release (or at the wait after one
+ * that found the SQ full). With the ring every one is resubmitted: we
+ * cannot tell which sockets have data, and one left parked while a buffer
+ * sits in the ring would wait for another release that may never come.
+ * Those that find the ring empty again park again. The user-space pool
+ * knows its count and tries them in order while buffers last. */
+static void unpark(uring *u)
+{
+    u->retry_parked = false;
+    while (u->parked && (u->br || u->base.pool.nfree)) {
+        otp__io_op *op = u->parked;
+        if (u->br) {
+            if (reserve(u, 1) < 0) {
+                u->retry_parked = true;
+                return;
+            }
+            parked_del(u, op);
+            op->priv.gen++;
+            prep_recv_pooled(u, op, true);
+            inflight_add(u, op);
+            continue;
+        }
+        parked_del(u, op);
+        int64_t res;
+        if (user_recv(u, op, &res))
+            local_push(u, op, res);
+        else if (op->priv.state == ST_PARKED)
+            return; /* the SQ is full; retried at the next wait */
+    }
+}
+
+static void u_buf_release(otp__io *io, unsigned i)
+{
+    uring *u = U(io);
+    if (u->br)
+        br_put(u, i);
+    else
+        otp__io_pool_put(&io->pool, i);
+    if (u->parked)
+        unpark(u);
+}
+
 static int u_send(otp__io *io, otp__io_op *op, const struct iovec *iov, int iovcnt, uint64_t total)
 {
     uring *u = U(io);
@@ -285,6 +512,12 @@ static int u_cancel(otp__io *io, otp__io_op *op)
     uring *u = U(io);
     if (op->priv.state == ST_LOCAL) {
         op->priv.flags |= OTP__IO_F_CANCEL; /* its result is final already */
+        return 0;
+    }
+    if (op->priv.state == ST_PARKED) {
+        op->priv.flags |= OTP__IO_F_CANCEL;
+        parked_del(u, op);
+        local_push(u, op, -ECANCELED);
         return 0;
     }
     int r = reserve(u, 1);
@@ -309,6 +542,14 @@ static int u_cancel(otp__io *io, otp__io_op *op)
 static int u_close(otp__io *io, otp__sock fd)
 {
     uring *u = U(io);
+    for (otp__io_op *op = u->parked, *next; op; op = next) {
+        next = op->priv.next;
+        if (op->priv.fd == fd) {
+            op->priv.flags |= OTP__IO_F_CANCEL;
+            parked_del(u, op);
+            local_push(u, op, -ECANCELED);
+        }
+    }
     unsigned n = 0;
     for (otp__io_op *op = u->inflight; op; op = op->priv.next)
         if (op->priv.fd == fd) {
@@ -349,13 +590,32 @@ static int u_close(otp__io *io, otp__sock fd)
     return 0;
 }
 
-static int finish(uring *u, otp__io_op *op, int64_t res)
+/* Nothing pending on fd here: in flight (cancelled or not), parked, or
+ * done and not yet delivered. The kernel keeps no per-socket state of ours
+ * (no registered files), so that is the whole check. */
+static int u_detach(otp__io *io, otp__sock fd)
 {
-    inflight_del(u, op);
+    uring *u = U(io);
+    otp__io_op *lists[3] = {u->inflight, u->parked, u->local};
+    for (int i = 0; i < 3; i++)
+        for (otp__io_op *op = lists[i]; op; op = op->priv.next)
+            if (op->priv.fd == fd)
+                return -EBUSY;
+    return 0;
+}
+
+static int deliver(uring *u, otp__io_op *op, int64_t res)
+{
     op->priv.state = 0;
     u->base.stats.completions++;
     op->done(op, res); /* may resubmit or free op: not touched after this */
     return 1;
+}
+
+static int finish(uring *u, otp__io_op *op, int64_t res)
+{
+    inflight_del(u, op);
+    return deliver(u, op, res);
 }
 
 static int handle_accept(uring *u, otp__io_op *op, int32_t res, uint32_t cflags)
@@ -392,6 +652,51 @@ static int handle_send(uring *u, otp__io_op *op, int32_t res)
     if (r < 0)
         return finish(u, op, r);
     prep_send(u, op);
+    return 0;
+}
+
+static int handle_recv_pooled(uring *u, otp__io_op *op, int32_t res, uint32_t cflags)
+{
+    otp__io_pool *p = &u->base.pool;
+    if (!u->br) {
+        /* A poll: res is the events, or -errno (-ECANCELED among them). */
+        if (res < 0)
+            return finish(u, op, res);
+        inflight_del(u, op);
+        if (op->priv.flags & OTP__IO_F_CANCEL)
+            return deliver(u, op, -ECANCELED); /* nothing read: nothing lost */
+        int64_t r;
+        return user_recv(u, op, &r) ? deliver(u, op, r) : 0;
+    }
+    if (cflags & IORING_CQE_F_BUFFER) {
+        unsigned i = cflags >> IORING_CQE_BUFFER_SHIFT;
+        OTP__IO_ASSERT(i < p->nbufs && !p->out[i]);
+        u->br_avail--;
+        if (res > 0) {
+            p->out[i] = 1;
+            op->priv.u.recv.buf = otp__io_pool_buf(p, i);
+            return finish(u, op, res);
+        }
+        br_put(u, i); /* taken for an end of stream or an error: straight back */
+    }
+    if (res != -ENOBUFS)
+        return finish(u, op, res);
+    if (op->priv.flags & OTP__IO_F_CANCEL)
+        return finish(u, op, -ECANCELED);
+    inflight_del(u, op);
+    /* The kernel found the ring empty when it tried, but buffers released
+     * since then (before this CQE was reaped) are there now and their
+     * releases found nothing parked: go again rather than wait for a
+     * release that may not come. */
+    if (u->br_avail > 0 && reserve(u, 1) == 0) {
+        op->priv.gen++;
+        prep_recv_pooled(u, op, true);
+        inflight_add(u, op);
+        return 0;
+    }
+    park(u, op);
+    if (u->br_avail > 0)
+        u->retry_parked = true; /* the SQ was full */
     return 0;
 }
 
@@ -435,6 +740,8 @@ static int handle(uring *u, uint64_t ud, int32_t res, uint32_t cflags)
         return handle_accept(u, op, res, cflags);
     case OTP__IO_K_SEND:
         return handle_send(u, op, res);
+    case OTP__IO_K_RECV_POOLED:
+        return handle_recv_pooled(u, op, res, cflags);
     default:
         return finish(u, op, res);
     }
@@ -465,6 +772,8 @@ static int u_wait(otp__io *io, uint64_t timeout_ms)
     if (r < 0)
         return r;
     arm_wake(u);
+    if (u->retry_parked)
+        unpark(u);
     bool ready = io_uring_cq_ready(&u->ring) > 0 || u->local;
     struct io_uring_cqe *cqe;
     if (ready) {
@@ -580,7 +889,15 @@ static void u_destroy(otp__io *io)
             }
         }
     }
+    /* No request uses a pool buffer any more. Unregistering is only tidy
+     * (the ring's teardown would drop the group) and fails with EEXIST off
+     * the owner thread, which is harmless. */
+    if (u->br)
+        (void)io_uring_unregister_buf_ring(&u->ring, BGID);
     io_uring_queue_exit(&u->ring);
+    if (u->br)
+        munmap(u->br, u->br_entries * sizeof(struct io_uring_buf));
+    otp__io_pool_fini(&u->base.pool);
     close(u->base.wake_fd);
     free(u);
 }
@@ -596,9 +913,12 @@ static const otp__io_ops uring_ops = {
     .accept = u_accept,
     .connect = u_connect,
     .recv = u_recv,
+    .recv_pooled = u_recv_pooled,
     .send = u_send,
     .cancel = u_cancel,
     .close = u_close,
+    .detach = u_detach,
+    .buf_release = u_buf_release,
     .wait = u_wait,
     .wake_from = u_wake_from,
     .pollfd = u_pollfd,
@@ -659,7 +979,8 @@ int otp__io_uring_create(otp__io **out, const otp__io_config *cfg)
                 {IORING_OP_CONNECT, "connect"},
                 {IORING_OP_ASYNC_CANCEL, "async_cancel"},
                 {IORING_OP_LINK_TIMEOUT, "link_timeout"},
-                {IORING_OP_CLOSE, "close"}};
+                {IORING_OP_CLOSE, "close"},
+                {IORING_OP_POLL_ADD, "poll_add"}};
     struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
     r = probe ? 0 : -ENOSYS;
     for (size_t i = 0; probe && i < sizeof need / sizeof need[0]; i++)

@@ -1,8 +1,9 @@
 /* bench_io.c — the I/O backends against plain blocking sockets, in one run:
  * a loopback echo round trip (64 bytes, two threads), bulk throughput (1 MB
- * sends, two threads), and a cross-thread wake ping-pong (eventfd against
- * MSG_RING). Prints a markdown table with each backend's ratio to the
- * blocking baseline, best of several runs.
+ * sends, two threads), both again with the receives taken from the
+ * backend's buffer pool (otp__io_recv_pooled), and a cross-thread wake
+ * ping-pong (eventfd against MSG_RING). Prints a markdown table with each
+ * backend's ratio to the blocking baseline, best of several runs.
  *   usage: bench_io [round_trips] [bulk_MB] [runs]   (BENCH_PIN=1: pin threads)
  */
 #define _GNU_SOURCE
@@ -88,7 +89,7 @@ static size_t full_read(int fd, void *p, size_t n)
 
 typedef struct srv_arg {
     int lfd;
-    bool bulk;
+    bool bulk, pooled;
     const otp__io_config *cfg; /* NULL: blocking */
 } srv_arg;
 
@@ -169,7 +170,7 @@ typedef struct side {
     otp__io *io;
     otp__io_op rop, wop[2], aop;
     int fd, next_w;
-    bool bulk, done;
+    bool bulk, pooled, done;
     uint64_t got;
     struct iovec iov[2];
     char out[2][MSG];
@@ -185,6 +186,14 @@ static void srv_sent(otp__io_op *op, int64_t res)
         s->done = true; /* the ack went out */
 }
 
+/* The server's receive: into its own buffer, or a pooled one. */
+static void srv_recv_submit(side *s, size_t len)
+{
+    if (s->pooled ? otp__io_recv_pooled(s->io, &s->rop, s->fd)
+                  : otp__io_recv(s->io, &s->rop, s->fd, s->buf, len))
+        DIE("server recv submit");
+}
+
 /* Like a shard: the echo and the next receive go in together, one wait. */
 static void srv_recv(otp__io_op *op, int64_t res)
 {
@@ -194,22 +203,24 @@ static void srv_recv(otp__io_op *op, int64_t res)
         return;
     }
     s->got += (uint64_t)res;
+    unsigned char *pbuf = otp__io_pooled_buf(op);
     if (s->bulk && s->got < g_bulk) {
-        if (otp__io_recv(s->io, &s->rop, s->fd, s->buf, CHUNK))
-            DIE("server recv submit");
+        otp__io_buf_release(s->io, pbuf);
+        srv_recv_submit(s, CHUNK);
         return;
     }
     int w = s->next_w;
     s->next_w ^= 1;
     if (otp__io_op_pending(&s->wop[w]))
         DIE("server: both sends pending");
-    memcpy(s->out[w], s->buf, s->bulk ? 1 : (size_t)res);
+    memcpy(s->out[w], pbuf ? pbuf : (unsigned char *)s->buf, s->bulk ? 1 : (size_t)res);
+    otp__io_buf_release(s->io, pbuf);
     s->iov[w].iov_base = s->out[w];
     s->iov[w].iov_len = s->bulk ? 1 : (size_t)res;
     if (otp__io_send(s->io, &s->wop[w], s->fd, &s->iov[w], 1))
         DIE("server send submit");
-    if (!s->bulk && otp__io_recv(s->io, &s->rop, s->fd, s->buf, MSG))
-        DIE("server recv submit");
+    if (!s->bulk)
+        srv_recv_submit(s, MSG);
 }
 
 static void srv_accepted(otp__io_op *op, int64_t res)
@@ -219,15 +230,14 @@ static void srv_accepted(otp__io_op *op, int64_t res)
         return; /* the final completion after our cancel */
     s->fd = (int)res;
     otp__io_cancel(s->io, &s->aop);
-    if (otp__io_recv(s->io, &s->rop, s->fd, s->buf, s->bulk ? CHUNK : MSG))
-        DIE("server recv submit");
+    srv_recv_submit(s, s->bulk ? CHUNK : MSG);
 }
 
 static void *backend_server(void *p)
 {
     srv_arg *a = p;
     pin(1);
-    side s = {.bulk = a->bulk, .fd = -1};
+    side s = {.bulk = a->bulk, .pooled = a->pooled, .fd = -1};
     s.buf = malloc(CHUNK);
     if (otp__io_create(&s.io, a->cfg))
         DIE("server otp__io_create");
@@ -283,7 +293,7 @@ static int backend_client(otp__io *io, uint16_t port)
     return fd;
 }
 
-static double backend_rtt(const otp__io_config *cfg, uint16_t port)
+static double backend_rtt(const otp__io_config *cfg, uint16_t port, bool pooled)
 {
     otp__io *io;
     if (otp__io_create(&io, cfg))
@@ -299,15 +309,21 @@ static double backend_rtt(const otp__io_config *cfg, uint16_t port)
             t0 = now_s();
         /* Like a shard: the request and the receive for its answer go in
          * together; the loop then sleeps until the answer is complete. */
-        if (otp__io_send(io, &wop, fd, &v, 1) || otp__io_recv(io, &rop, fd, in, MSG))
+        if (otp__io_send(io, &wop, fd, &v, 1) ||
+            (pooled ? otp__io_recv_pooled(io, &rop, fd) : otp__io_recv(io, &rop, fd, in, MSG)))
             DIE("client submit");
         for (size_t got = 0;;) {
             int64_t r = cli_run(io, &rop);
-            if (r <= 0)
+            if (r <= 0 || got + (size_t)r > MSG)
                 DIE("client recv");
+            if (pooled) {
+                memcpy(in + got, otp__io_pooled_buf(&rop), (size_t)r);
+                otp__io_buf_release(io, otp__io_pooled_buf(&rop));
+            }
             if ((got += (size_t)r) == MSG)
                 break;
-            if (otp__io_recv(io, &rop, fd, in + got, MSG - got))
+            if (pooled ? otp__io_recv_pooled(io, &rop, fd)
+                       : otp__io_recv(io, &rop, fd, in + got, MSG - got))
                 DIE("client recv");
         }
         while (otp__io_op_pending(&wop))
@@ -359,19 +375,19 @@ static double cpu_s(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
-static double run(const otp__io_config *cfg, bool bulk)
+static double run(const otp__io_config *cfg, bool bulk, bool pooled)
 {
     double c0 = cpu_s();
     uint16_t port;
     int lfd = otp__tcp_listen("127.0.0.1", 0, 16, &port);
     if (lfd < 0)
         DIE("listen: %s", strerror(-lfd));
-    srv_arg a = {.lfd = lfd, .bulk = bulk, .cfg = cfg};
+    srv_arg a = {.lfd = lfd, .bulk = bulk, .pooled = pooled, .cfg = cfg};
     if (!cfg)
         set_blocking(lfd);
     pthread_t th;
     pthread_create(&th, NULL, cfg ? backend_server : blocking_server, &a);
-    double v = cfg ? (bulk ? backend_bulk(cfg, port) : backend_rtt(cfg, port))
+    double v = cfg ? (bulk ? backend_bulk(cfg, port) : backend_rtt(cfg, port, pooled))
                    : (bulk ? blocking_bulk(port) : blocking_rtt(port));
     pthread_join(th, NULL);
     close(lfd);
@@ -384,12 +400,12 @@ static double run(const otp__io_config *cfg, bool bulk)
  * the best run is the one the neighbours disturbed least. */
 static double g_best_cpu_us;
 
-static double best(const otp__io_config *cfg, bool bulk)
+static double best(const otp__io_config *cfg, bool bulk, bool pooled)
 {
     double v = bulk ? 0 : 1e9;
     g_best_cpu_us = 1e9;
     for (unsigned i = 0; i < g_repeat; i++) {
-        double x = run(cfg, bulk);
+        double x = run(cfg, bulk, pooled);
         v = bulk ? fmax(v, x) : fmin(v, x);
         g_best_cpu_us = fmin(g_best_cpu_us, g_cpu_us);
     }
@@ -475,18 +491,36 @@ int main(int argc, char **argv)
            g_rounds, MSG, (unsigned long long)(g_bulk >> 20), CHUNK >> 10, g_repeat,
            pinned && strcmp(pinned, "1") == 0 ? "pinned" : "unpinned");
 
-    double b_rtt = best(NULL, false), b_cpu = g_best_cpu_us, b_bulk = best(NULL, true);
+    double b_rtt = best(NULL, false, false), b_cpu = g_best_cpu_us;
+    double b_bulk = best(NULL, true, false);
     printf("| scenario | blocking | epoll | ratio | io_uring | ratio |\n");
     printf("| --- | --- | --- | --- | --- | --- |\n");
-    double e_rtt = best(&ep, false), e_cpu = g_best_cpu_us;
-    double u_rtt = have_uring ? best(&ur, false) : 0, u_cpu = have_uring ? g_best_cpu_us : 0;
-    printf("| echo round trip (us) | %.2f | %.2f | %.2fx | %.2f | %.2fx |\n", b_rtt, e_rtt,
-           e_rtt / b_rtt, u_rtt, u_rtt / b_rtt);
-    printf("| echo CPU per round trip, both sides (us) | %.2f | %.2f | %.2fx | %.2f | %.2fx |\n",
-           b_cpu, e_cpu, e_cpu / b_cpu, u_cpu, u_cpu / b_cpu);
-    double e_bulk = best(&ep, true), u_bulk = have_uring ? best(&ur, true) : 0;
-    printf("| bulk (MB/s) | %.0f | %.0f | %.2fx | %.0f | %.2fx |\n", b_bulk, e_bulk,
-           e_bulk / b_bulk, u_bulk, u_bulk / b_bulk);
+    /* The pooled rows keep the blocking column as their baseline: it is the
+     * same exchange, only the receive buffers differ. */
+    for (int pooled = 0; pooled < 2; pooled++) {
+        const char *tag = pooled ? ", pooled recv" : "";
+        double e_rtt = best(&ep, false, pooled), e_cpu = g_best_cpu_us;
+        double u_rtt = have_uring ? best(&ur, false, pooled) : 0;
+        double u_cpu = have_uring ? g_best_cpu_us : 0;
+        printf("| echo round trip%s (us) | %.2f | %.2f | %.2fx | %.2f | %.2fx |\n", tag, b_rtt,
+               e_rtt, e_rtt / b_rtt, u_rtt, u_rtt / b_rtt);
+        printf("| echo CPU per round trip, both sides%s (us) | %.2f | %.2f | %.2fx | %.2f | %.2fx "
+               "|\n",
+               tag, b_cpu, e_cpu, e_cpu / b_cpu, u_cpu, u_cpu / b_cpu);
+        double e_bulk = best(&ep, true, pooled), u_bulk = have_uring ? best(&ur, true, pooled) : 0;
+        printf("| bulk%s (MB/s) | %.0f | %.0f | %.2fx | %.0f | %.2fx |\n", tag, b_bulk, e_bulk,
+               e_bulk / b_bulk, u_bulk, u_bulk / b_bulk);
+    }
+    if (have_uring) {
+        /* The same pooled rows through io_uring's fallback, as on a kernel
+         * without buffer rings (< 5.19): POLL_ADD, then recv(2). */
+        otp__io_config ur_user = ur;
+        ur_user.uring_without = OTP__IO_URING_NO_BUF_RING;
+        double rtt = best(&ur_user, false, true), bulk = best(&ur_user, true, true);
+        printf("\nio_uring pooled recv without the buffer ring (user-space pool): echo round trip "
+               "%.2f us (%.2fx), bulk %.0f MB/s (%.2fx)\n",
+               rtt, rtt / b_rtt, bulk, bulk / b_bulk);
+    }
 
     printf("\n| wake ping-pong round trip (us) | epoll eventfd | io_uring eventfd | io_uring "
            "MSG_RING |\n| --- | --- | --- | --- |\n");

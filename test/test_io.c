@@ -1,8 +1,11 @@
 /* test_io.c — the I/O backends (net/io.h), every case under epoll and then
  * under io_uring: accept/connect/echo over 200 connections, a 64 MB send
  * checked byte for byte, a peer closing mid-transfer, connect timeouts,
- * cancellation, and 100k cross-thread wakes. If the kernel refuses io_uring
- * the epoll half still runs and the suite exits 77 (skipped), never 0.
+ * cancellation, 100k cross-thread wakes, pooled receives (a starved pool,
+ * end of stream, reset, cancel and close while waiting for a buffer, 8 MiB)
+ * and a socket handed to another instance on another thread. If the kernel
+ * refuses io_uring the epoll half still runs and the suite exits 77
+ * (skipped), never 0.
  */
 /* otp-test: threads */
 #define _GNU_SOURCE
@@ -892,6 +895,639 @@ static void test_accept_ends_itself(void **state)
     }
 }
 
+/* ---- pooled receives ---- */
+
+typedef struct pooled {
+    otp__io_op op;
+    int calls;
+    int64_t res;
+    unsigned char *buf;
+} pooled;
+
+static void pooled_done(otp__io_op *op, int64_t res)
+{
+    pooled *p = op->data;
+    p->calls++;
+    p->res = res;
+    p->buf = otp__io_pooled_buf(op);
+}
+
+static void pooled_init(pooled *p)
+{
+    *p = (pooled){.op = {.done = pooled_done}};
+    p->op.data = p;
+}
+
+static otp__io_config pool_cfg(const backend *b, unsigned bufs, size_t size)
+{
+    otp__io_config cfg = b->cfg;
+    cfg.pool_bufs = bufs;
+    cfg.pool_buf_size = size;
+    return cfg;
+}
+
+/* Which pool the instance's first pooled receive set up, from its
+ * features: "buf_ring", "user_pool", or NULL before any. */
+static const char *pool_label(const otp__io *io)
+{
+    const char *f = otp__io_features(io);
+    return strstr(f, "buf_ring") ? "buf_ring" : strstr(f, "user_pool") ? "user_pool" : NULL;
+}
+
+/* What this backend's pool is with the default geometry: epoll and the
+ * baseline io_uring must use the user-space pool; io_uring uses the buffer
+ * ring wherever the kernel has one. Tests compare against it, so that a
+ * buffer ring refused for some geometry or thread would not go unnoticed
+ * behind the silent fallback. */
+static const char *expected_pool(const backend *b)
+{
+    if (b->cfg.backend == OTP__IO_EPOLL || (b->cfg.uring_without & OTP__IO_URING_NO_BUF_RING))
+        return "user_pool";
+    otp__io *io = make_io(b, NULL);
+    int cfd, sfd;
+    make_pair(io, &cfd, &sfd);
+    counted c;
+    counted_init(&c);
+    assert_int_equal(otp__io_recv_pooled(io, &c.op, sfd), 0);
+    assert_int_equal(otp__io_close(io, cfd), 0);
+    RUN_UNTIL(io, c.calls, "end of stream");
+    const char *label = pool_label(io);
+    assert_non_null(label);
+    otp__io_close(io, sfd);
+    otp__io_destroy(io);
+    return label;
+}
+
+/* Sends len bytes on fd through the backend and waits for the send. */
+static void send_all(otp__io *io, int fd, const void *data, size_t len)
+{
+    counted s;
+    counted_init(&s);
+    struct iovec v = {(void *)data, len};
+    assert_int_equal(otp__io_send(io, &s.op, fd, &v, 1), 0);
+    RUN_UNTIL(io, s.calls, "a send");
+    assert_int_equal(s.res, (int64_t)len);
+}
+
+/* 16 connections, each echoing 8 messages of up to 2000 bytes through a pool
+ * of 4 buffers of 512 bytes that both sides share: every message needs
+ * several buffers and the pool runs dry all the time. The server sends each
+ * chunk straight from its pool buffer and then keeps the buffer; the test
+ * loop hands kept buffers back a few at a time in a shuffled order, while
+ * the clients release theirs inside their callbacks. */
+#define PE_CONNS  16
+#define PE_ROUNDS 8
+#define PE_MAX    2000
+#define PE_BUF    512
+
+typedef struct pe_ctx pe_ctx;
+typedef struct pe_conn {
+    pe_ctx *x;
+    otp__io_op srop, swop, crop, cwop;
+    int cfd, sfd, id, round;
+    size_t len, got;
+    bool sent;
+    unsigned char *sbuf; /* the pool buffer the server is sending from */
+    struct iovec siov, civ;
+    unsigned char out[PE_MAX], in[PE_MAX];
+} pe_conn;
+
+struct pe_ctx {
+    otp__io *io;
+    unsigned char *kept[PE_CONNS];
+    int nkept, done, errors;
+    uint64_t echoed;
+    char first_error[160];
+};
+
+static void pe_error(pe_ctx *x, const char *what, int id, int64_t res)
+{
+    if (!x->errors++)
+        snprintf(x->first_error, sizeof x->first_error, "conn %d: %s: %" PRId64, id, what, res);
+}
+
+static void pe_round(pe_conn *c);
+
+static void pe_server_recv(otp__io_op *op, int64_t res)
+{
+    pe_conn *c = op->data;
+    if (res == 0)
+        return; /* the client is done */
+    unsigned char *buf = otp__io_pooled_buf(op);
+    if (res < 0 || res > PE_BUF || !buf) {
+        pe_error(c->x, "server pooled recv", c->id, res);
+        return;
+    }
+    c->sbuf = buf;
+    c->siov = (struct iovec){buf, (size_t)res};
+    if (otp__io_send(c->x->io, &c->swop, c->sfd, &c->siov, 1) != 0)
+        pe_error(c->x, "server send submit", c->id, 0);
+}
+
+static void pe_server_sent(otp__io_op *op, int64_t res)
+{
+    pe_conn *c = op->data;
+    if (res != (int64_t)c->siov.iov_len)
+        pe_error(c->x, "server send", c->id, res);
+    c->x->kept[c->x->nkept++] = c->sbuf; /* released later, by the test loop */
+    c->sbuf = NULL;
+    if (otp__io_recv_pooled(c->x->io, &c->srop, c->sfd) != 0)
+        pe_error(c->x, "server pooled recv submit", c->id, 0);
+}
+
+static void pe_client_next(pe_conn *c)
+{
+    if (!c->sent || c->got < c->len)
+        return;
+    if (memcmp(c->in, c->out, c->len) != 0)
+        pe_error(c->x, "echo mismatch", c->id, c->round);
+    c->x->echoed += c->len;
+    if (++c->round == PE_ROUNDS)
+        c->x->done++;
+    else
+        pe_round(c);
+}
+
+static void pe_client_recv(otp__io_op *op, int64_t res)
+{
+    pe_conn *c = op->data;
+    unsigned char *buf = otp__io_pooled_buf(op);
+    if (res <= 0 || res > PE_BUF || !buf || c->got + (size_t)res > c->len) {
+        pe_error(c->x, "client pooled recv", c->id, res);
+        otp__io_buf_release(c->x->io, buf);
+        return;
+    }
+    memcpy(c->in + c->got, buf, (size_t)res);
+    c->got += (size_t)res;
+    otp__io_buf_release(c->x->io, buf); /* at once, inside the callback */
+    if (c->got < c->len && otp__io_recv_pooled(c->x->io, &c->crop, c->cfd) != 0)
+        pe_error(c->x, "client pooled recv submit", c->id, 0);
+    pe_client_next(c);
+}
+
+static void pe_client_sent(otp__io_op *op, int64_t res)
+{
+    pe_conn *c = op->data;
+    if (res != (int64_t)c->len)
+        pe_error(c->x, "client send", c->id, res);
+    c->sent = true;
+    pe_client_next(c);
+}
+
+static void pe_round(pe_conn *c)
+{
+    c->len = 1 + ((size_t)c->id * 389 + (size_t)c->round * 1231) % PE_MAX;
+    for (size_t i = 0; i < c->len; i++)
+        c->out[i] = (unsigned char)(c->id * 31 + c->round * 7 + i * 3);
+    c->got = 0;
+    c->sent = false;
+    c->civ = (struct iovec){c->out, c->len};
+    if (otp__io_send(c->x->io, &c->cwop, c->cfd, &c->civ, 1) != 0 ||
+        otp__io_recv_pooled(c->x->io, &c->crop, c->cfd) != 0)
+        pe_error(c->x, "client submit", c->id, 0);
+}
+
+static bool pe_servers_idle(const pe_conn *conns)
+{
+    for (int i = 0; i < PE_CONNS; i++)
+        if (otp__io_op_pending(&conns[i].srop) || otp__io_op_pending(&conns[i].swop))
+            return false;
+    return true;
+}
+
+static void test_pooled_echo(void **state)
+{
+    const backend *b = *state;
+    otp__io_config cfg = pool_cfg(b, 4, PE_BUF);
+    pe_ctx *x = calloc(1, sizeof *x);
+    pe_conn *conns = calloc(PE_CONNS, sizeof *conns);
+    assert_non_null(x);
+    assert_non_null(conns);
+    x->io = make_io(b, &cfg);
+    for (int i = 0; i < PE_CONNS; i++) {
+        pe_conn *c = &conns[i];
+        c->x = x;
+        c->id = i;
+        make_pair(x->io, &c->cfd, &c->sfd);
+        c->srop = (otp__io_op){.done = pe_server_recv, .data = c};
+        c->swop = (otp__io_op){.done = pe_server_sent, .data = c};
+        c->crop = (otp__io_op){.done = pe_client_recv, .data = c};
+        c->cwop = (otp__io_op){.done = pe_client_sent, .data = c};
+        assert_int_equal(otp__io_recv_pooled(x->io, &c->srop, c->sfd), 0);
+    }
+    assert_string_equal(pool_label(x->io), expected_pool(b));
+    printf("# %s pool: %s\n", b->name, otp__io_features(x->io));
+    for (int i = 0; i < PE_CONNS; i++)
+        pe_round(&conns[i]);
+    uint32_t rnd = 7;
+    uint64_t deadline = now_ms() + STEP_LIMIT_MS;
+    while (!x->errors && x->done < PE_CONNS) {
+        int r = otp__io_wait(x->io, 100);
+        if (r < 0)
+            fail_msg("otp__io_wait: %s", strerror(-r));
+        if (now_ms() > deadline)
+            fail_msg("timed out: %d of %d connections done, %d buffers kept", x->done, PE_CONNS,
+                     x->nkept);
+        /* Some of the kept buffers, in a shuffled order; at least one, so
+         * the loop always moves. */
+        rnd = rnd * 1103515245u + 12345u;
+        int n = x->nkept ? 1 + (int)((rnd >> 16) % (unsigned)x->nkept) : 0;
+        while (n--) {
+            rnd = rnd * 1103515245u + 12345u;
+            int k = (int)((rnd >> 16) % (unsigned)x->nkept);
+            otp__io_buf_release(x->io, x->kept[k]);
+            x->kept[k] = x->kept[--x->nkept];
+        }
+    }
+    if (x->errors)
+        fail_msg("%d errors, first: %s", x->errors, x->first_error);
+    otp__io_stats st;
+    otp__io_get_stats(x->io, &st);
+    printf("# %s: %" PRIu64 " bytes echoed through 4 x %d-byte buffers, %" PRIu64
+           " waits for a buffer\n",
+           b->name, x->echoed, PE_BUF, st.pool_waits);
+    assert_true(st.pool_waits > 0);
+    while (x->nkept)
+        otp__io_buf_release(x->io, x->kept[--x->nkept]);
+    /* The servers' pooled receives see the clients go: end of stream. */
+    for (int i = 0; i < PE_CONNS; i++)
+        otp__io_close(x->io, conns[i].cfd);
+    RUN_UNTIL(x->io, pe_servers_idle(conns), "the servers' end of stream");
+    for (int i = 0; i < PE_CONNS; i++)
+        otp__io_close(x->io, conns[i].sfd);
+    otp__io_destroy(x->io);
+    free(conns);
+    free(x);
+}
+
+/* End of stream and a reset, each with the receive waiting in the backend
+ * before the peer acts. */
+static void test_pooled_eof_reset(void **state)
+{
+    const backend *b = *state;
+    otp__io *io = make_io(b, NULL);
+    int cfd, sfd;
+    pooled p;
+
+    make_pair(io, &cfd, &sfd);
+    pooled_init(&p);
+    assert_int_equal(otp__io_recv_pooled(io, &p.op, sfd), 0);
+    assert_true(otp__io_wait(io, 0) >= 0);
+    assert_int_equal(p.calls, 0);
+    send_all(io, cfd, "0123456789", 10);
+    RUN_UNTIL(io, p.calls, "pooled data");
+    assert_int_equal(p.res, 10);
+    assert_non_null(p.buf);
+    assert_memory_equal(p.buf, "0123456789", 10);
+    otp__io_buf_release(io, p.buf);
+    assert_int_equal(otp__io_recv_pooled(io, &p.op, sfd), 0);
+    assert_null(otp__io_pooled_buf(&p.op)); /* pending: nothing to show */
+    assert_true(otp__io_wait(io, 0) >= 0);
+    assert_int_equal(otp__io_close(io, cfd), 0);
+    RUN_UNTIL(io, p.calls == 2, "pooled end of stream");
+    assert_int_equal(p.res, 0);
+    assert_null(p.buf);
+    otp__io_close(io, sfd);
+
+    /* An abortive close (linger 0) sends a reset. */
+    make_pair(io, &cfd, &sfd);
+    pooled_init(&p);
+    assert_int_equal(otp__io_recv_pooled(io, &p.op, sfd), 0);
+    assert_true(otp__io_wait(io, 0) >= 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    assert_int_equal(otp__io_close(io, cfd), 0);
+    RUN_UNTIL(io, p.calls, "pooled receive of a reset");
+    assert_int_equal(p.res, -ECONNRESET);
+    assert_null(p.buf);
+    otp__io_close(io, sfd);
+    otp__io_destroy(io);
+}
+
+/* A one-buffer pool: the second receive has to wait for the first one's
+ * buffer. Cancelled or closed while it waits, it ends with -ECANCELED and
+ * takes nothing with it; a release hands the buffer to the next waiter. */
+static void test_pooled_parked(void **state)
+{
+    const backend *b = *state;
+    otp__io_config cfg = pool_cfg(b, 1, 512);
+    otp__io *io = make_io(b, &cfg);
+    int cfd[4], sfd[4];
+    pooled p[4];
+    for (int i = 0; i < 4; i++) {
+        make_pair(io, &cfd[i], &sfd[i]);
+        pooled_init(&p[i]);
+        send_all(io, cfd[i], "abcd", 1 + (size_t)i);
+    }
+    otp__io_stats st;
+
+    assert_int_equal(otp__io_recv_pooled(io, &p[0].op, sfd[0]), 0);
+    assert_string_equal(pool_label(io), expected_pool(b));
+    RUN_UNTIL(io, p[0].calls, "the pool's one buffer");
+    assert_int_equal(p[0].res, 1);
+    unsigned char *only = p[0].buf;
+    assert_non_null(only);
+
+    /* Parked, then cancelled. */
+    assert_int_equal(otp__io_recv_pooled(io, &p[1].op, sfd[1]), 0);
+    RUN_UNTIL(io, (otp__io_get_stats(io, &st), st.pool_waits >= 1), "a wait for a buffer");
+    for (int i = 0; i < 3; i++)
+        assert_true(otp__io_wait(io, 0) >= 0);
+    assert_int_equal(p[1].calls, 0);
+    assert_int_equal(otp__io_detach(io, sfd[1]), -EBUSY);
+    /* A plain receive on the same socket (queued behind the waiting one,
+     * under epoll) gets the data once the waiting one is cancelled. */
+    counted plain;
+    counted_init(&plain);
+    char pbuf[8];
+    assert_int_equal(otp__io_recv(io, &plain.op, sfd[1], pbuf, sizeof pbuf), 0);
+    assert_int_equal(otp__io_cancel(io, &p[1].op), 0);
+    assert_int_equal(otp__io_cancel(io, &p[1].op), -EALREADY);
+    RUN_UNTIL(io, p[1].calls && plain.calls, "the cancelled wait");
+    assert_int_equal(p[1].res, -ECANCELED);
+    assert_null(p[1].buf);
+    assert_int_equal(plain.res, 2);
+    assert_memory_equal(pbuf, "ab", 2);
+
+    /* Parked, then its socket closed. */
+    assert_int_equal(otp__io_recv_pooled(io, &p[2].op, sfd[2]), 0);
+    RUN_UNTIL(io, (otp__io_get_stats(io, &st), st.pool_waits >= 2), "a second wait");
+    assert_int_equal(otp__io_close(io, sfd[2]), 0);
+    RUN_UNTIL(io, p[2].calls, "the wait on a closed socket");
+    assert_int_equal(p[2].res, -ECANCELED);
+
+    /* Parked, then given the buffer. */
+    assert_int_equal(otp__io_recv_pooled(io, &p[3].op, sfd[3]), 0);
+    RUN_UNTIL(io, (otp__io_get_stats(io, &st), st.pool_waits >= 3), "a third wait");
+    assert_int_equal(p[3].calls, 0);
+    otp__io_buf_release(io, only);
+    RUN_UNTIL(io, p[3].calls, "the released buffer");
+    assert_int_equal(p[3].res, 4);
+    assert_ptr_equal(p[3].buf, only);
+    assert_memory_equal(p[3].buf, "abcd", 4);
+
+    /* The cancelled ones left the pool whole: the buffer goes round again,
+     * on the socket that had the cancel. */
+    otp__io_buf_release(io, only);
+    send_all(io, cfd[1], "xyz", 3);
+    pooled_init(&p[1]);
+    assert_int_equal(otp__io_recv_pooled(io, &p[1].op, sfd[1]), 0);
+    RUN_UNTIL(io, p[1].calls, "the cancelled socket's data");
+    assert_int_equal(p[1].res, 3);
+    assert_ptr_equal(p[1].buf, only);
+    assert_memory_equal(p[1].buf, "xyz", 3);
+    otp__io_buf_release(io, p[1].buf);
+    for (int i = 0; i < 4; i++) {
+        otp__io_close(io, cfd[i]);
+        if (i != 2)
+            otp__io_close(io, sfd[i]);
+    }
+    /* Nothing more for any of them. */
+    assert_true(otp__io_wait(io, 0) >= 0);
+    assert_int_equal(p[1].calls + p[2].calls + p[3].calls, 3);
+    otp__io_destroy(io);
+}
+
+/* 8 MiB through pooled receives, checked byte for byte; up to three
+ * buffers kept at a time and given back in a scrambled order. */
+#define PL_TOTAL (8u << 20)
+
+typedef struct pl {
+    otp__io *io;
+    otp__io_op rop;
+    int sfd;
+    const unsigned char *src;
+    size_t received;
+    unsigned char *kept[3];
+    int nkept, mismatch_at, errors;
+    size_t max_chunk;
+    uint32_t rnd;
+    bool eof;
+} pl;
+
+static void pl_recv(otp__io_op *op, int64_t res)
+{
+    pl *k = op->data;
+    unsigned char *buf = otp__io_pooled_buf(op);
+    if (res == 0) {
+        k->eof = true;
+        return;
+    }
+    if (res < 0 || !buf || (size_t)res > k->max_chunk || k->received + (size_t)res > PL_TOTAL) {
+        k->errors++;
+        return;
+    }
+    if (k->mismatch_at < 0 && memcmp(buf, k->src + k->received, (size_t)res) != 0)
+        for (int64_t i = 0; i < res; i++)
+            if (buf[i] != k->src[k->received + (size_t)i]) {
+                k->mismatch_at = (int)(k->received + (size_t)i);
+                break;
+            }
+    k->received += (size_t)res;
+    if (k->nkept == 3) {
+        k->rnd = k->rnd * 1103515245u + 12345u;
+        int i = (int)((k->rnd >> 16) % 3);
+        otp__io_buf_release(k->io, k->kept[i]);
+        k->kept[i] = k->kept[--k->nkept];
+    }
+    k->kept[k->nkept++] = buf;
+    if (otp__io_recv_pooled(k->io, &k->rop, k->sfd) != 0)
+        k->errors++;
+}
+
+static void test_pooled_large(void **state)
+{
+    const backend *b = *state;
+    unsigned char *src = malloc(PL_TOTAL);
+    assert_non_null(src);
+    uint64_t v = 0x243F6A8885A308D3u;
+    for (size_t i = 0; i < PL_TOTAL; i += 8) {
+        v ^= v << 13, v ^= v >> 7, v ^= v << 17;
+        memcpy(src + i, &v, 8);
+    }
+    static const struct {
+        unsigned bufs;
+        size_t size;
+    } geo[] = {{0, 0}, {4, 1000}};
+    for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
+        otp__io_config cfg = pool_cfg(b, geo[g].bufs, geo[g].size);
+        pl k = {.src = src, .mismatch_at = -1, .rnd = 99};
+        k.max_chunk = geo[g].size ? geo[g].size : 16384;
+        k.io = make_io(b, &cfg);
+        int cfd;
+        make_pair(k.io, &cfd, &k.sfd);
+        k.rop = (otp__io_op){.done = pl_recv, .data = &k};
+        counted s;
+        counted_init(&s);
+        struct iovec iov = {src, PL_TOTAL};
+        uint64_t t0 = now_ms();
+        assert_int_equal(otp__io_send(k.io, &s.op, cfd, &iov, 1), 0);
+        assert_int_equal(otp__io_recv_pooled(k.io, &k.rop, k.sfd), 0);
+        assert_string_equal(pool_label(k.io), expected_pool(b));
+        RUN_UNTIL(k.io, k.errors || (s.calls && k.received == PL_TOTAL), "8 MiB, pooled");
+        assert_int_equal(k.errors, 0);
+        assert_int_equal(s.res, (int64_t)PL_TOTAL);
+        assert_int_equal(k.mismatch_at, -1);
+        printf("# %s: 8 MiB through %u x %zu-byte pooled buffers in %" PRIu64 " ms\n", b->name,
+               geo[g].bufs ? geo[g].bufs : 64, k.max_chunk, now_ms() - t0);
+        otp__io_close(k.io, cfd);
+        RUN_UNTIL(k.io, k.eof || k.errors, "end of stream");
+        while (k.nkept)
+            otp__io_buf_release(k.io, k.kept[--k.nkept]);
+        otp__io_close(k.io, k.sfd);
+        otp__io_destroy(k.io);
+    }
+    free(src);
+}
+
+/* ---- handing a socket to another instance on another thread ---- */
+
+#define DT_ROUNDS 20
+
+typedef struct dt_server {
+    int fd;
+    const otp__io_config *cfg;
+    /* Written by the server thread; read by the test after the join. */
+    int64_t error;
+    const char *what, *pool;
+    uint64_t echoed;
+    bool eof;
+} dt_server;
+
+typedef struct dt_loop {
+    otp__io *io;
+    otp__io_op rop, wop;
+    dt_server *s;
+    unsigned char *buf;
+    struct iovec iov;
+} dt_loop;
+
+static void dt_fail(dt_server *s, const char *what, int64_t res)
+{
+    if (!s->what) {
+        s->what = what;
+        s->error = res;
+    }
+}
+
+static void dt_sent(otp__io_op *op, int64_t res)
+{
+    dt_loop *l = op->data;
+    if (res != (int64_t)l->iov.iov_len)
+        dt_fail(l->s, "echo send", res);
+    l->s->echoed += l->iov.iov_len;
+    otp__io_buf_release(l->io, l->buf);
+    if (otp__io_recv_pooled(l->io, &l->rop, l->s->fd) != 0)
+        dt_fail(l->s, "pooled recv submit", 0);
+}
+
+static void dt_recv(otp__io_op *op, int64_t res)
+{
+    dt_loop *l = op->data;
+    if (res <= 0) {
+        if (res < 0)
+            dt_fail(l->s, "pooled recv", res);
+        l->s->eof = true;
+        return;
+    }
+    l->buf = otp__io_pooled_buf(op);
+    l->iov = (struct iovec){l->buf, (size_t)res};
+    if (otp__io_send(l->io, &l->wop, l->s->fd, &l->iov, 1) != 0)
+        dt_fail(l->s, "echo send submit", 0);
+}
+
+/* Thread 2: its own instance, created here, echoing on the handed-over
+ * socket until the peer closes. No cmocka calls off the test thread. */
+static void *dt_thread(void *arg)
+{
+    dt_server *s = arg;
+    dt_loop l = {.s = s};
+    int r = otp__io_create(&l.io, s->cfg);
+    if (r) {
+        dt_fail(s, "otp__io_create", r);
+        return NULL;
+    }
+    l.rop = (otp__io_op){.done = dt_recv, .data = &l};
+    l.wop = (otp__io_op){.done = dt_sent, .data = &l};
+    /* Before this thread's first wait: the ring is not bound to it yet. */
+    if (otp__io_recv_pooled(l.io, &l.rop, s->fd) != 0)
+        dt_fail(s, "first pooled recv submit", 0);
+    s->pool = pool_label(l.io);
+    uint64_t deadline = now_ms() + STEP_LIMIT_MS;
+    while (!s->what && !s->eof) {
+        if ((r = otp__io_wait(l.io, 100)) < 0)
+            dt_fail(s, "otp__io_wait", r);
+        if (now_ms() > deadline)
+            dt_fail(s, "timed out", 0);
+    }
+    if (!s->what && (r = otp__io_close(l.io, s->fd)) != 0)
+        dt_fail(s, "otp__io_close", r);
+    otp__io_destroy(l.io);
+    return NULL;
+}
+
+static void test_detach(void **state)
+{
+    const backend *b = *state;
+    otp__io *a = make_io(b, NULL);
+    int cfd, sfd;
+    make_pair(a, &cfd, &sfd); /* accepted on A, on this thread */
+    pooled p;
+    pooled_init(&p);
+    send_all(a, cfd, "on A", 4);
+    assert_int_equal(otp__io_recv_pooled(a, &p.op, sfd), 0);
+    RUN_UNTIL(a, p.calls, "a read on A");
+    assert_int_equal(p.res, 4);
+    assert_memory_equal(p.buf, "on A", 4);
+    otp__io_buf_release(a, p.buf);
+
+    /* Not while an op on it is pending here, in the backend or queued... */
+    counted r;
+    counted_init(&r);
+    char tmp[8];
+    assert_int_equal(otp__io_recv(a, &r.op, sfd, tmp, sizeof tmp), 0);
+    assert_int_equal(otp__io_detach(a, sfd), -EBUSY);
+    assert_true(otp__io_wait(a, 0) >= 0);
+    assert_int_equal(otp__io_detach(a, sfd), -EBUSY);
+    assert_int_equal(otp__io_cancel(a, &r.op), 0);
+    /* ...nor while its completion is on the way. */
+    assert_int_equal(otp__io_detach(a, sfd), -EBUSY);
+    RUN_UNTIL(a, r.calls, "the cancelled recv");
+    assert_int_equal(r.res, -ECANCELED);
+    assert_int_equal(otp__io_detach(a, sfd), 0);
+
+    /* Data sent before the hand-over must reach the new owner. */
+    dt_server s = {.fd = sfd, .cfg = &b->cfg};
+    unsigned char out[DT_ROUNDS * 300], in[sizeof out];
+    for (size_t i = 0; i < sizeof out; i++)
+        out[i] = (unsigned char)(i * 7 + 1);
+    send_all(a, cfd, out, 300);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, dt_thread, &s), 0);
+    size_t got = 0;
+    for (int round = 0; round < DT_ROUNDS; round++) {
+        if (round > 0)
+            send_all(a, cfd, out + round * 300, 300);
+        while (got < (size_t)(round + 1) * 300) {
+            counted_init(&r);
+            assert_int_equal(otp__io_recv(a, &r.op, cfd, in + got, sizeof in - got), 0);
+            RUN_UNTIL(a, r.calls, "the echo from thread 2");
+            if (r.res <= 0)
+                fail_msg("echo from thread 2: %" PRId64, r.res);
+            got += (size_t)r.res;
+        }
+    }
+    assert_memory_equal(in, out, sizeof out);
+    otp__io_close(a, cfd);
+    pthread_join(th, NULL);
+    if (s.what)
+        fail_msg("thread 2: %s: %" PRId64, s.what, s.error);
+    assert_true(s.eof);
+    assert_int_equal(s.echoed, sizeof out);
+    assert_string_equal(s.pool, expected_pool(b));
+    otp__io_destroy(a);
+}
+
 /* ---- cross-thread wake ---- */
 
 #define WAKE_ROUNDS 100000
@@ -1018,6 +1654,11 @@ static void test_wake_from(void **state)
             cmocka_unit_test_prestate(test_connect_timeout, &b),                                   \
             cmocka_unit_test_prestate(test_wake, &b),                                              \
             cmocka_unit_test_prestate(test_wake_from, &b),                                         \
+            cmocka_unit_test_prestate(test_pooled_echo, &b),                                       \
+            cmocka_unit_test_prestate(test_pooled_eof_reset, &b),                                  \
+            cmocka_unit_test_prestate(test_pooled_parked, &b),                                     \
+            cmocka_unit_test_prestate(test_pooled_large, &b),                                      \
+            cmocka_unit_test_prestate(test_detach, &b),                                            \
     }
 
 int main(void)
