@@ -141,6 +141,12 @@ void otp__stimer_cancel(otp__shard *sh, otp__stimer *t);
  * already has queued from the same sender. 0 or -OTP_ENOMEM. */
 int otp__shard_post(otp_runtime *rt, unsigned index, void (*fn)(otp__shard *sh, void *arg),
                     void *arg);
+/* Hands socket fd, owned by shard sh (no op pending on it), to shard `to`:
+ * detaches it from sh's io and runs fn(to's shard, fd, arg) there, where
+ * it is used with that shard's io. 0, -EBUSY (ops pending), -OTP_ENOMEM. */
+int otp__sock_handoff(otp__shard *sh, int fd, unsigned to,
+                      void (*fn)(otp__shard *sh, int fd, void *arg), void *arg);
+
 /* One fewer live thing (a process or a service); the last one during a
  * stop wakes the other shards so they notice. */
 void otp__live_release(otp__shard *sh);

@@ -477,6 +477,41 @@ int otp__shard_post(otp_runtime *rt, unsigned index, void (*fn)(otp__shard *sh, 
     return 0;
 }
 
+typedef struct handoff_job {
+    void (*fn)(otp__shard *sh, int fd, void *arg);
+    int fd;
+    void *arg;
+} handoff_job;
+
+static void handoff_run(otp__shard *sh, void *arg)
+{
+    handoff_job *j = arg;
+    j->fn(sh, j->fd, j->arg);
+    free(j);
+}
+
+int otp__sock_handoff(otp__shard *sh, int fd, unsigned to,
+                      void (*fn)(otp__shard *sh, int fd, void *arg), void *arg)
+{
+    handoff_job *j = malloc(sizeof *j);
+    if (!j)
+        return -OTP_ENOMEM;
+    int r = otp__io_detach(sh->io, fd);
+    if (r < 0) {
+        free(j);
+        return r;
+    }
+    j->fn = fn;
+    j->fd = fd;
+    j->arg = arg;
+    /* The job rides the ring behind what sh already sent to `to`. */
+    if (otp__shard_post(sh->rt, to, handoff_run, j) < 0) {
+        free(j);
+        return -OTP_ENOMEM;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ the loop */
 
 static bool rings_empty(otp__shard *sh)
