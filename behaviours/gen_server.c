@@ -422,7 +422,11 @@ int otp_gen_server_call(otp_proc *self, otp_term server, otp_term request, uint6
     otp_runtime *rt = sh->rt;
     otp_arena *a = otp_proc_arena(self);
     otp_term to, named;
-    int rc = resolve_server(rt, a, server, &to, &named);
+    int rc = 0;
+    if (otp__dist_is_remote(rt, server))
+        to = named = server; /* on another node: otp__call monitors it there */
+    else
+        rc = resolve_server(rt, a, server, &to, &named);
     if (rc < 0)
         return rc;
     if (to == self->pid)

@@ -29,6 +29,9 @@ enum {
     OTP__SIGF_DEMON = 4,   /* REPLY: the server dropped its end of the call's monitor */
     OTP__SIGF_DOWN = 8,    /* MSG: a 'DOWN' message; ptr holds its ref id */
     OTP__SIGF_ALIAS = 16,  /* REPLY: sent to an alias ([alias | Ref] tag) */
+    OTP__SIGF_REMOTE = 32, /* from a process on another node: from is OTP_NONE and
+                              b holds its pid (LINK, UNLINK, EXIT, MONITOR,
+                              DEMONITOR; the latter two carry its ref in a) */
 };
 
 typedef struct otp__sig {

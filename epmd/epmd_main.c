@@ -309,7 +309,7 @@ static int serve(otp__epmd_srv_config *cfg, bool daemon)
             otp__epmd_srv_tick(srv, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
         }
     }
-    if (cfg->debug && g_killed) {
+    if (g_killed) { /* Erlang's epmd says so with or without -d */
         time_t now = time(NULL);
         char when[32];
         ctime_r(&now, when);

@@ -223,6 +223,7 @@ static void arm_recv(conn *c);
 static void on_recv(otp__io_op *op, int64_t res);
 static void on_sent(otp__io_op *op, int64_t res);
 static const char *spawn_request(conn *c, otp_term ctl, otp_term args);
+static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg);
 static void kick_writer(conn *c);
 
 static conn *find_conn(otp_node *n, otp_term peer)
@@ -255,6 +256,17 @@ static void conn_free(conn *c)
     maybe_finished(n);
 }
 
+typedef struct node_down_job {
+    otp_term node;
+} node_down_job;
+
+static void node_down_here(otp__shard *sh, void *arg)
+{
+    node_down_job *j = arg;
+    otp__proc_node_down(sh, j->node);
+    free(j);
+}
+
 static void conn_close(conn *c, const char *why)
 {
     otp_node *n = c->n;
@@ -263,8 +275,19 @@ static void conn_close(conn *c, const char *why)
     if (why)
         dlog(n, "connection to %s closed: %s", c->peer ? otp_atom_cstr(c->peer) : "(handshake)",
              why);
-    if (c->state == C_UP)
+    if (c->state == C_UP) {
         up_del(n, c->peer);
+        /* Every shard breaks its links to the node and fires its monitors
+         * of it (noconnection). */
+        for (unsigned i = 0; i < n->rt->nshards; i++) {
+            node_down_job *j = malloc(sizeof *j);
+            if (!j)
+                continue;
+            j->node = c->peer;
+            if (otp__shard_post(n->rt, i, node_down_here, j) < 0)
+                free(j);
+        }
+    }
     c->state = C_CLOSED;
     unlink_conn(n, c);
     if (c->fd >= 0) {
@@ -430,9 +453,132 @@ static void deliver(otp_node *n, otp_term dest, otp_term msg)
     otp_term to = otp_is_atom(dest) ? otp_whereis(n->rt, dest) : otp__local_pid(n->rt, dest);
     if (!to || to == OTP_NONE)
         return;
-    otp__sig *s = otp__sig_new(OTP__SIG_MSG, to, OTP_NONE, msg, OTP_NONE, OTP_NONE);
-    if (s)
-        otp__route(n->sh, s);
+    /* {Ref, Reply} with one of our refs answers a call a process of ours
+     * made to this node: as a REPLY the waiting call finds it (anyone else
+     * gets it as the ordinary message it also is). */
+    uint64_t id = 0;
+    if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 2 && otp_is_ref(otp_tuple_get(msg, 0)))
+        id = otp__ref_id(n->rt, otp_tuple_get(msg, 0));
+    otp__sig *s =
+        otp__sig_new(id ? OTP__SIG_REPLY : OTP__SIG_MSG, to, OTP_NONE, msg, OTP_NONE, OTP_NONE);
+    if (!s)
+        return;
+    s->ptr = (void *)(uintptr_t)id;
+    otp__route(n->sh, s);
+}
+
+/* A link, exit or monitor signal from a process of the peer node to one
+ * of ours (see OTP__SIGF_REMOTE). */
+static void route_remote(otp_node *n, unsigned kind, otp_term to, uint8_t flags, otp_term a,
+                         otp_term b, otp_term c)
+{
+    otp__sig *s = otp__sig_new(kind, to, OTP_NONE, a, b, c);
+    if (!s)
+        return;
+    s->flags = flags | OTP__SIGF_REMOTE;
+    otp__route(n->sh, s);
+}
+
+/* The local pid a control message names, or 0. */
+static otp_term local_of(otp_node *n, otp_term t)
+{
+    if (otp_is_atom(t)) {
+        otp_term p = otp_whereis(n->rt, t);
+        return p == OTP_NONE ? 0 : p;
+    }
+    return otp_is_pid(t) ? otp__local_pid(n->rt, t) : 0;
+}
+
+/* Links, exits and monitors from the peer (dist-protocol.md §4, §4.1). */
+static const char *link_or_monitor(conn *c, int64_t op, otp_term ctl, otp_term payload)
+{
+    otp_node *n = c->n;
+    size_t ar = otp_tuple_arity(ctl);
+    otp_arena *ta = NULL;
+    switch (op) {
+    case CTL_LINK: /* {1, From, To} */
+    case CTL_UNLINK: {
+        otp_term from = otp_tuple_get(ctl, 1), to = local_of(n, otp_tuple_get(ctl, 2));
+        if (ar != 3 || !otp_is_pid(from))
+            return "LINK/UNLINK of the wrong shape";
+        if (to)
+            route_remote(n, op == CTL_LINK ? OTP__SIG_LINK : OTP__SIG_UNLINK, to, 0, OTP_NONE, from,
+                         OTP_NONE);
+        else if (op == CTL_LINK && (ta = otp_arena_new())) /* a dead pid: noproc back */
+            send_ctl(
+                n, n->sh, c->peer,
+                OTP_TUPLE(ta, otp_small(CTL_EXIT), otp_tuple_get(ctl, 2), from, otp_atom("noproc")),
+                OTP_NONE);
+        break;
+    }
+    case CTL_UNLINK_ID: { /* {35, Id, From, To}: unlink, then the ack */
+        otp_term from = otp_tuple_get(ctl, 2), to = local_of(n, otp_tuple_get(ctl, 3));
+        if (ar != 4 || !otp_is_pid(from))
+            return "UNLINK_ID of the wrong shape";
+        if (to)
+            route_remote(n, OTP__SIG_UNLINK, to, 0, OTP_NONE, from, OTP_NONE);
+        if ((ta = otp_arena_new()))
+            send_ctl(n, n->sh, c->peer,
+                     OTP_TUPLE(ta, otp_small(CTL_UNLINK_ID_ACK), otp_tuple_get(ctl, 1),
+                               otp_tuple_get(ctl, 3), from),
+                     OTP_NONE);
+        break;
+    }
+    case CTL_UNLINK_ID_ACK:
+        break;              /* our unlink is done: nothing was kept waiting for it */
+    case CTL_EXIT:          /* {3, From, To, Reason} */
+    case CTL_EXIT2:         /* {8, From, To, Reason} */
+    case CTL_PAYLOAD_EXIT:  /* {24, From, To} + Reason */
+    case CTL_PAYLOAD_EXIT2: /* {26, From, To} + Reason */
+    case CTL_EXIT_TT:
+    case CTL_EXIT2_TT:
+    case CTL_PAYLOAD_EXIT_TT:
+    case CTL_PAYLOAD_EXIT2_TT: {
+        bool payload_form = op >= CTL_PAYLOAD_EXIT;
+        bool link = op == CTL_EXIT || op == CTL_EXIT_TT || op == CTL_PAYLOAD_EXIT ||
+                    op == CTL_PAYLOAD_EXIT_TT;
+        otp_term from = otp_tuple_get(ctl, 1), to = local_of(n, otp_tuple_get(ctl, 2));
+        otp_term reason = payload_form                                ? payload
+                          : (op == CTL_EXIT_TT || op == CTL_EXIT2_TT) ? otp_tuple_get(ctl, 4)
+                                                                      : otp_tuple_get(ctl, 3);
+        if (ar < 3 || !otp_is_pid(from) || reason == OTP_NONE)
+            return "EXIT of the wrong shape";
+        if (to)
+            route_remote(n, OTP__SIG_EXIT, to, link ? OTP__SIGF_LINK : 0, reason, from, OTP_NONE);
+        break;
+    }
+    case CTL_MONITOR_P:     /* {19, From, ToProc, Ref} */
+    case CTL_DEMONITOR_P: { /* {20, From, ToProc, Ref} */
+        otp_term from = otp_tuple_get(ctl, 1), proc = otp_tuple_get(ctl, 2);
+        otp_term ref = otp_tuple_get(ctl, 3), to = local_of(n, proc);
+        if (ar != 4 || !otp_is_pid(from) || !otp_is_ref(ref))
+            return "MONITOR_P/DEMONITOR_P of the wrong shape";
+        if (to)
+            route_remote(n, op == CTL_MONITOR_P ? OTP__SIG_MONITOR : OTP__SIG_DEMONITOR, to, 0, ref,
+                         from, proc);
+        else if (op == CTL_MONITOR_P && (ta = otp_arena_new()))
+            send_ctl(
+                n, n->sh, c->peer,
+                OTP_TUPLE(ta, otp_small(CTL_MONITOR_P_EXIT), proc, from, ref, otp_atom("noproc")),
+                OTP_NONE);
+        break;
+    }
+    case CTL_MONITOR_P_EXIT:           /* {21, FromProc, ToPid, Ref, Reason} */
+    case CTL_PAYLOAD_MONITOR_P_EXIT: { /* {28, FromProc, ToPid, Ref} + Reason */
+        otp_term to = local_of(n, otp_tuple_get(ctl, 2)), ref = otp_tuple_get(ctl, 3);
+        otp_term reason = op == CTL_MONITOR_P_EXIT ? otp_tuple_get(ctl, 4) : payload;
+        if (ar < 4 || !otp_is_ref(ref) || reason == OTP_NONE)
+            return "MONITOR_P_EXIT of the wrong shape";
+        uint64_t id = otp__ref_id(n->rt, ref);
+        if (to && id)
+            otp__send_mon_sig(n->sh, OTP__SIG_DOWN, to, OTP_NONE, id, OTP_NONE, reason);
+        break;
+    }
+    default:
+        break;
+    }
+    otp_arena_free(ta);
+    return NULL;
 }
 
 int otp__dist_decode_frame(otp_arena *a, const uint8_t *b, size_t len, int64_t *op, otp_term *ctl,
@@ -521,12 +667,16 @@ static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why
             }
             break;
         }
-        default:
-            /* Known control messages of features we do not advertise yet
-             * (links, monitors, exits, spawn, aliases): a peer may still
-             * send some (an Erlang process linking to one of ours). They
-             * are dropped for now. */
+        default: {
+            const char *bad = link_or_monitor(c, op, ctl, msg);
+            if (bad) {
+                snprintf(why, cap, "%s", bad);
+                r = -1;
+            }
+            /* Others (GROUP_LEADER, ALIAS_SEND of aliases we never hand
+             * out, spawn replies to requests we never make) are dropped. */
             break;
+        }
         }
     }
     otp_arena_reset(a);
@@ -965,6 +1115,23 @@ static otp_term pid_node(otp_term pid)
     return otp_pid_parts(pid, &node, &id, &serial, &creation) == 0 ? node : OTP_NONE;
 }
 
+otp_term otp__dist_node_of(otp_term t)
+{
+    if (otp_is_pid(t))
+        return pid_node(t);
+    if (otp_is_tuple(t) && otp_tuple_arity(t) == 2)
+        return otp_tuple_get(t, 1);
+    return OTP_NONE;
+}
+
+int otp__dist_ctl(otp_runtime *rt, otp__shard *sh, otp_term node, otp_term ctl)
+{
+    otp_node *n = dist_of(rt);
+    if (!n)
+        return -OTP_EBADARG;
+    return send_ctl(n, sh, node, ctl, OTP_NONE);
+}
+
 int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg)
 {
     otp_node *n = dist_of(rt);
@@ -1399,6 +1566,7 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     /* What this layer handles today: the mandatory set, and nothing that
      * would make a peer send what we cannot take yet. */
     n->flags = OTP__DF_REQUIRED | OTP__DF_UNICODE_IO | OTP__DF_SMALL_ATOM_TAGS | OTP__DF_SPAWN |
+               OTP__DF_DIST_MONITOR | OTP__DF_DIST_MONITOR_NAME |
                (c.hidden ? 0 : OTP__DF_PUBLISHED);
     int rc;
     if (c.cookie) {

@@ -25,6 +25,25 @@ bool otp__dist_is_remote(otp_runtime *rt, otp_term dest);
 int otp__dist_send(otp_runtime *rt, struct otp__shard *sh, otp_proc *self, otp_term dest,
                    otp_term msg);
 
+/* Sends a control message with no payload (LINK, EXIT, MONITOR_P...) to
+ * `node`, from the shard sh (or a thread, sh NULL), behind what sh sent
+ * there before. 0, or a negative code (dropped). */
+int otp__dist_ctl(otp_runtime *rt, struct otp__shard *sh, otp_term node, otp_term ctl);
+
+/* The node a remote pid or {Name, Node} belongs to; OTP_NONE otherwise. */
+otp_term otp__dist_node_of(otp_term t);
+
+/* Control message numbers the runtime builds (dist-protocol.md §4). */
+enum {
+    OTP__CTL_LINK = 1,
+    OTP__CTL_EXIT = 3,
+    OTP__CTL_EXIT2 = 8,
+    OTP__CTL_MONITOR_P = 19,
+    OTP__CTL_DEMONITOR_P = 20,
+    OTP__CTL_MONITOR_P_EXIT = 21,
+    OTP__CTL_UNLINK_ID = 35,
+};
+
 /* Decodes one pass-through frame body (the bytes after the u32 length)
  * into arena a: the control message's number, the control tuple and the
  * payload (OTP_NONE when there is none). Returns 0, 1 for a tick (an empty

@@ -203,10 +203,26 @@ static void enqueue_built(otp_proc *p, otp_term msg)
 
 /* ------------------------------------------------------- links, monitors */
 
+/* A remote pid (boxed) equals its copy by value; local pids are immediates. */
+static bool same_pid(otp_term a, otp_term b)
+{
+    return a == b || (otp_is_boxed(a) && otp_is_boxed(b) && otp_exact_eq(a, b));
+}
+
+/* Keeps a remote term for as long as p lives (in its small own arena). */
+static otp_term keep(otp_proc *p, otp_term t)
+{
+    if (!otp_is_boxed(t) && !otp_is_cons(t))
+        return t;
+    if (!p->mon_arena && !(p->mon_arena = otp_arena_new()))
+        return OTP_NONE;
+    return otp_copy(p->mon_arena, t);
+}
+
 static bool has_link(otp_proc *p, otp_term pid, uint32_t *at)
 {
     for (uint32_t i = 0; i < p->nlinks; i++)
-        if (p->links[i] == pid) {
+        if (same_pid(p->links[i], pid)) {
             if (at)
                 *at = i;
             return true;
@@ -217,6 +233,8 @@ static bool has_link(otp_proc *p, otp_term pid, uint32_t *at)
 static void add_link(otp_proc *p, otp_term pid)
 {
     if (has_link(p, pid, NULL))
+        return;
+    if ((pid = keep(p, pid)) == OTP_NONE)
         return;
     if (p->nlinks == p->caplinks) {
         uint32_t cap = p->caplinks ? p->caplinks * 2 : 4;
@@ -256,13 +274,14 @@ static bool add_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named, b
         p->mons = n;
         p->capmons = cap;
     }
-    if (!otp__is_lpid(named) && named != other) {
-        /* {Name, Node}: kept in the process's own small arena */
-        if (!p->mon_arena && !(p->mon_arena = otp_arena_new()))
-            return false;
-        named = otp_copy(p->mon_arena, named);
-    }
-    p->mons[p->nmons++] = (otp__mon){ref, other, named, origin};
+    /* {Name, Node} and remote pids: kept in the process's own small arena */
+    bool same = named == other;
+    if ((other = keep(p, other)) == OTP_NONE)
+        return false;
+    named = same ? other : keep(p, named);
+    if (named == OTP_NONE)
+        return false;
+    p->mons[p->nmons++] = (otp__mon){ref, other, named, OTP_NONE, origin};
     return true;
 }
 
@@ -274,6 +293,29 @@ static void del_mon(otp_proc *p, otp__mon *m)
 /* ------------------------------------------------------------- exits */
 
 static void tmsg_drop(otp__shard *sh, otp__tmsg *tm);
+
+/* What MONITOR_P / DEMONITOR_P name for an origin monitor of a remote
+ * target: the pid, or the name of {Name, Node}. */
+static otp_term mon_target(const otp__mon *m)
+{
+    return otp_is_tuple(m->named) ? otp_tuple_get(m->named, 0) : m->other;
+}
+
+/* Cancels the other end of an origin monitor (local signal or DEMONITOR_P). */
+static void mon_cancel(otp__shard *sh, otp_proc *self, const otp__mon *m)
+{
+    if (!otp_is_boxed(m->other)) {
+        otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, self->pid, m->ref, OTP_NONE, OTP_NONE);
+        return;
+    }
+    otp_arena *a = otp_arena_new();
+    if (!a)
+        return;
+    otp__dist_ctl(sh->rt, sh, otp__dist_node_of(m->other),
+                  OTP_TUPLE(a, otp_small(OTP__CTL_DEMONITOR_P), self->pid, mon_target(m),
+                            otp__ref_term(sh->rt, a, m->ref)));
+    otp_arena_free(a);
+}
 
 static void proc_free(otp_proc *p)
 {
@@ -327,16 +369,37 @@ static void proc_die(otp_proc *p, otp_term reason)
     p->state = OTP__P_EXITING;
     if (otp__timer_pending(&p->timer.t))
         otp__wheel_cancel(&sh->wheel, &p->timer.t);
-    for (uint32_t i = 0; i < p->nlinks; i++)
-        send_sig(sh, OTP__SIG_EXIT, p->links[i], p->pid, reason, OTP_NONE, OTP_NONE,
-                 OTP__SIGF_LINK);
+    otp_arena *ra = NULL; /* control messages to other nodes, if any */
+    for (uint32_t i = 0; i < p->nlinks; i++) {
+        otp_term l = p->links[i];
+        if (!otp_is_boxed(l)) {
+            send_sig(sh, OTP__SIG_EXIT, l, p->pid, reason, OTP_NONE, OTP_NONE, OTP__SIGF_LINK);
+        } else if (ra || (ra = otp_arena_new())) {
+            otp__dist_ctl(sh->rt, sh, otp__dist_node_of(l),
+                          OTP_TUPLE(ra, otp_small(OTP__CTL_EXIT), p->pid, l, reason));
+        }
+    }
     for (uint32_t i = 0; i < p->nmons; i++) {
         otp__mon *m = &p->mons[i];
-        if (m->origin)
-            otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, p->pid, m->ref, OTP_NONE, OTP_NONE);
-        else
-            otp__send_mon_sig(sh, OTP__SIG_DOWN, m->other, p->pid, m->ref, m->named, reason);
+        if (!otp_is_boxed(m->other)) {
+            if (m->origin)
+                otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, p->pid, m->ref, OTP_NONE,
+                                  OTP_NONE);
+            else
+                otp__send_mon_sig(sh, OTP__SIG_DOWN, m->other, p->pid, m->ref, m->named, reason);
+        } else if (ra || (ra = otp_arena_new())) {
+            otp_term node = otp__dist_node_of(m->other);
+            if (m->origin)
+                otp__dist_ctl(sh->rt, sh, node,
+                              OTP_TUPLE(ra, otp_small(OTP__CTL_DEMONITOR_P), p->pid, mon_target(m),
+                                        otp__ref_term(sh->rt, ra, m->ref)));
+            else
+                otp__dist_ctl(sh->rt, sh, node,
+                              OTP_TUPLE(ra, otp_small(OTP__CTL_MONITOR_P_EXIT), m->named, m->other,
+                                        m->rref, reason));
+        }
     }
+    otp_arena_free(ra);
     if (p->name != OTP_NONE)
         otp__name_release(sh->rt, p->name, p->pid);
 }
@@ -413,6 +476,20 @@ static void exit_signal(otp_proc *p, otp_term from, otp_term reason, bool link)
 
 static void deliver_dead(otp__shard *sh, otp__sig *s)
 {
+    if (s->flags & OTP__SIGF_REMOTE) {
+        /* From another node: answer as Erlang does, over the connection. */
+        otp_arena *a = otp_arena_new();
+        if (a && s->kind == OTP__SIG_LINK)
+            otp__dist_ctl(sh->rt, sh, otp__dist_node_of(s->b),
+                          OTP_TUPLE(a, otp_small(OTP__CTL_EXIT), s->to, s->b, atom_noproc));
+        else if (a && s->kind == OTP__SIG_MONITOR)
+            otp__dist_ctl(
+                sh->rt, sh, otp__dist_node_of(s->b),
+                OTP_TUPLE(a, otp_small(OTP__CTL_MONITOR_P_EXIT), s->c, s->b, s->a, atom_noproc));
+        otp_arena_free(a);
+        otp__sig_free(s);
+        return;
+    }
     switch (s->kind) {
     case OTP__SIG_LINK:
         /* link/1 to a process that does not exist: noproc back */
@@ -466,23 +543,38 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
         }
         break; /* a late reply to a call that gave up: dropped */
     case OTP__SIG_EXIT: {
-        otp_term from = s->from, reason = s->a;
+        otp_term from = s->flags & OTP__SIGF_REMOTE ? s->b : s->from, reason = s->a;
         bool link = s->flags & OTP__SIGF_LINK;
         /* The reason lives in s: keep s until the signal is handled. */
         exit_signal(p, from, reason, link);
         break;
     }
     case OTP__SIG_LINK:
-        add_link(p, s->from);
+        add_link(p, s->flags & OTP__SIGF_REMOTE ? s->b : s->from);
         break;
     case OTP__SIG_UNLINK:
-        del_link(p, s->from);
+        del_link(p, s->flags & OTP__SIGF_REMOTE ? s->b : s->from);
         break;
     case OTP__SIG_MONITOR:
+        if (s->flags & OTP__SIGF_REMOTE) {
+            /* MONITOR_P: its ref and what it named are kept for the exit */
+            otp_term rref = keep(p, s->a);
+            if (rref != OTP_NONE && add_mon(p, otp__ref_new(sh), s->b, s->c, false))
+                p->mons[p->nmons - 1].rref = rref;
+            break;
+        }
         add_mon(p, (uint64_t)s->a, s->from, s->from, false);
         break;
     case OTP__SIG_DEMONITOR: {
-        otp__mon *m = find_mon(p, (uint64_t)s->a, false);
+        otp__mon *m = NULL;
+        if (s->flags & OTP__SIGF_REMOTE) {
+            for (uint32_t i = 0; i < p->nmons && !m; i++)
+                if (!p->mons[i].origin && p->mons[i].rref != OTP_NONE &&
+                    otp_exact_eq(p->mons[i].rref, s->a))
+                    m = &p->mons[i];
+        } else {
+            m = find_mon(p, (uint64_t)s->a, false);
+        }
         if (m)
             del_mon(p, m);
         break;
@@ -680,6 +772,19 @@ int otp_link(otp_proc *self, otp_term pid)
         return -OTP_ECONTEXT;
     otp__shard *sh = self->sh;
     otp_term to = otp__local_pid(sh->rt, pid);
+    if (!to && otp_is_pid(pid) && otp__dist_is_remote(sh->rt, pid)) {
+        /* LINK to the other node; its EXIT noproc comes back if it is dead */
+        if (has_link(self, pid, NULL))
+            return 0;
+        add_link(self, pid);
+        otp_arena *a = otp_arena_new();
+        if (!a)
+            return -OTP_ENOMEM;
+        int rc = otp__dist_ctl(sh->rt, sh, otp__dist_node_of(pid),
+                               OTP_TUPLE(a, otp_small(OTP__CTL_LINK), self->pid, pid));
+        otp_arena_free(a);
+        return rc < 0 ? rc : 0;
+    }
     if (!to)
         return otp_is_pid(pid) ? -OTP_ENOPROC : -OTP_EBADARG;
     if (to == self->pid)
@@ -706,6 +811,20 @@ int otp_unlink(otp_proc *self, otp_term pid)
         return -OTP_ECONTEXT;
     otp__shard *sh = self->sh;
     otp_term to = otp__local_pid(sh->rt, pid);
+    if (!to && otp_is_pid(pid) && otp__dist_is_remote(sh->rt, pid)) {
+        if (!del_link(self, pid))
+            return 0;
+        otp_arena *a = otp_arena_new();
+        if (!a)
+            return -OTP_ENOMEM;
+        /* UNLINK_ID: the id only has to be unique per link; our ref ids are */
+        otp__dist_ctl(sh->rt, sh, otp__dist_node_of(pid),
+                      OTP_TUPLE(a, otp_small(OTP__CTL_UNLINK_ID),
+                                otp_int(a, (int64_t)(otp__ref_new(sh) & INT64_MAX)), self->pid,
+                                pid));
+        otp_arena_free(a);
+        return 0;
+    }
     if (!to)
         return otp_is_pid(pid) ? 0 : -OTP_EBADARG;
     if (del_link(self, to))
@@ -721,6 +840,22 @@ int otp_monitor(otp_proc *self, otp_term target, otp_term *ref)
     otp_runtime *rt = sh->rt;
     otp_term to, named;
     otp_arena *a = proc_arena(self);
+    if (otp__dist_is_remote(rt, target)) {
+        /* MONITOR_P to the other node; its MONITOR_P_EXIT becomes our DOWN */
+        uint64_t id = otp__ref_new(sh);
+        if (ref)
+            *ref = otp__ref_term(rt, a, id);
+        if (!add_mon(self, id, target, target, true))
+            return -OTP_ENOMEM;
+        const otp__mon *m = &self->mons[self->nmons - 1];
+        otp__dist_ctl(rt, sh, otp__dist_node_of(target),
+                      OTP_TUPLE(a, otp_small(OTP__CTL_MONITOR_P), self->pid, mon_target(m),
+                                otp__ref_term(rt, a, id)));
+        return 0;
+    }
+    if (otp_is_tuple(target) && otp_tuple_arity(target) == 2 &&
+        otp_tuple_get(target, 1) == rt->node)
+        target = otp_tuple_get(target, 0); /* {Name, OurNode} */
     if (otp_is_atom(target)) {
         to = resolve(rt, target);
         named = OTP_TUPLE(a, target, rt->node);
@@ -728,7 +863,7 @@ int otp_monitor(otp_proc *self, otp_term target, otp_term *ref)
         to = otp__local_pid(rt, target);
         named = to;
         if (!to)
-            return -OTP_EBADARG; /* remote pids: the distribution layer */
+            return -OTP_EBADARG;
     }
     uint64_t id = otp__ref_new(sh);
     if (ref)
@@ -763,7 +898,7 @@ int otp_demonitor(otp_proc *self, otp_term ref, unsigned flags)
     int was = 0;
     otp__mon *m = id ? find_mon(self, id, true) : NULL;
     if (m) {
-        otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, self->pid, id, OTP_NONE, OTP_NONE);
+        mon_cancel(sh, self, m);
         del_mon(self, m);
         was = 1;
     }
@@ -778,6 +913,15 @@ int otp_exit(otp_proc *self, otp_term pid, otp_term reason)
         return -OTP_ECONTEXT;
     otp__shard *sh = self->sh;
     otp_term to = otp__local_pid(sh->rt, pid);
+    if (!to && otp_is_pid(pid) && otp__dist_is_remote(sh->rt, pid)) {
+        otp_arena *a = otp_arena_new();
+        if (!a)
+            return -OTP_ENOMEM;
+        otp__dist_ctl(sh->rt, sh, otp__dist_node_of(pid),
+                      OTP_TUPLE(a, otp_small(OTP__CTL_EXIT2), self->pid, pid, reason));
+        otp_arena_free(a);
+        return 0;
+    }
     if (!to)
         return otp_is_pid(pid) ? 0 : -OTP_EBADARG;
     if (to == self->pid) {
@@ -1139,22 +1283,48 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
     otp__shard *sh = self->sh;
     if (!add_mon(self, id, to, named, true))
         return -OTP_ENOMEM;
-    call_msg cm = {sh->rt, tag, self->pid, req, id};
-    size_t size = 5 * 8 + 3 * 8 + sizeof(otp__cons) + sizeof(otp__ref) +
-                  (otp_is_boxed(req) || otp_is_cons(req) ? otp_copy_size(req) : 0);
-    otp__sig *s = otp__sig_build(OTP__SIG_MSG, to, self->pid, size, build_call, &cm);
-    if (!s) {
-        del_mon(self, find_mon(self, id, true));
-        return -OTP_ENOMEM;
-    }
-    s->flags = OTP__SIGF_MONITOR;
-    s->ptr = (void *)(uintptr_t)id;
     /* Only what arrives after the request can be its answer. */
     otp__sig **pp = self->mq.tail;
-    self->alias = id;
-    otp__route(sh, s);
-    if (otp__pid_shard(to) != sh->index)
-        otp__send_backpressure(sh, self, otp__pid_shard(to));
+    if (otp_is_boxed(to)) {
+        /* On another node: MONITOR_P there, then the request with a plain
+         * ref tag (we do not advertise ALIAS: an [alias|Ref] reply would
+         * be dropped by OTP); the reply comes back as {Ref, Reply}, which
+         * the distribution layer turns into a REPLY for this call. */
+        otp_arena *a = otp_arena_new();
+        if (!a) {
+            del_mon(self, find_mon(self, id, true));
+            return -OTP_ENOMEM;
+        }
+        otp_term ref = otp__ref_term(sh->rt, a, id);
+        otp_term node = otp__dist_node_of(to);
+        otp__dist_ctl(sh->rt, sh, node,
+                      OTP_TUPLE(a, otp_small(OTP__CTL_MONITOR_P), self->pid,
+                                mon_target(&self->mons[self->nmons - 1]), ref));
+        int rc = otp__dist_send(sh->rt, sh, self, to,
+                                OTP_TUPLE(a, tag, OTP_TUPLE(a, self->pid, ref), req));
+        otp_arena_free(a);
+        if (rc < 0) {
+            otp__mon *m = find_mon(self, id, true);
+            mon_cancel(sh, self, m);
+            del_mon(self, m);
+            return rc;
+        }
+    } else {
+        call_msg cm = {sh->rt, tag, self->pid, req, id};
+        size_t size = 5 * 8 + 3 * 8 + sizeof(otp__cons) + sizeof(otp__ref) +
+                      (otp_is_boxed(req) || otp_is_cons(req) ? otp_copy_size(req) : 0);
+        otp__sig *s = otp__sig_build(OTP__SIG_MSG, to, self->pid, size, build_call, &cm);
+        if (!s) {
+            del_mon(self, find_mon(self, id, true));
+            return -OTP_ENOMEM;
+        }
+        s->flags = OTP__SIGF_MONITOR;
+        s->ptr = (void *)(uintptr_t)id;
+        self->alias = id;
+        otp__route(sh, s);
+        if (otp__pid_shard(to) != sh->index)
+            otp__send_backpressure(sh, self, otp__pid_shard(to));
+    }
     bool armed = false;
     self->timed_out = false;
     for (;;) {
@@ -1174,8 +1344,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
                 otp__mon *mon = find_mon(self, id, true);
                 if (mon) {
                     if (!(r->flags & OTP__SIGF_DEMON))
-                        otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, to, self->pid, id, OTP_NONE,
-                                          OTP_NONE);
+                        mon_cancel(sh, self, mon);
                     del_mon(self, mon);
                 }
             }
@@ -1193,7 +1362,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             self->alias = 0; /* a reply that still comes is dropped on arrival */
             otp__mon *mon = find_mon(self, id, true);
             if (mon) {
-                otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, to, self->pid, id, OTP_NONE, OTP_NONE);
+                mon_cancel(sh, self, mon);
                 del_mon(self, mon);
             }
             return -OTP_ETIMEDOUT;
@@ -1207,6 +1376,51 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             armed = true;
         }
         otp__suspend(self, OTP__P_WAITING);
+    }
+}
+
+void otp__proc_node_down(otp__shard *sh, otp_term node)
+{
+    otp_term noconn = otp_atom("noconnection");
+    for (uint32_t slot = 0; slot < sh->nslots; slot++) {
+        otp_proc *p = sh->procs[slot];
+        if (!p || p->state == OTP__P_EXITING)
+            continue;
+        /* Monitors first: a process the broken links kill has nothing to
+         * be told. Of them, ours fire (noconnection), theirs go. */
+        for (uint32_t i = 0; i < p->nmons;) {
+            otp__mon *m = &p->mons[i];
+            if (!otp_is_boxed(m->other) || otp__dist_node_of(m->other) != node) {
+                i++;
+                continue;
+            }
+            if (m->origin) {
+                otp_arena *a = sh->scratch;
+                otp_term ref = otp__ref_term(sh->rt, a, m->ref);
+                otp__sig *d =
+                    otp__sig_new(OTP__SIG_MSG, p->pid, OTP_NONE,
+                                 OTP_TUPLE(a, atom_down, ref, atom_process, m->named, noconn),
+                                 OTP_NONE, OTP_NONE);
+                otp_arena_reset(a);
+                if (d) {
+                    d->flags = OTP__SIGF_DOWN;
+                    d->ptr = (void *)(uintptr_t)m->ref;
+                    enqueue_msg(p, d);
+                }
+            }
+            del_mon(p, m);
+        }
+        /* Links: each breaks with noconnection; exit_signal may end p. */
+        for (uint32_t i = 0; sh->procs[slot] == p && i < p->nlinks;) {
+            otp_term l = p->links[i];
+            if (!otp_is_boxed(l) || otp__dist_node_of(l) != node) {
+                i++;
+                continue;
+            }
+            if (p->state == OTP__P_EXITING)
+                break;
+            exit_signal(p, l, noconn, true); /* removes the link */
+        }
     }
 }
 

@@ -70,8 +70,9 @@ typedef struct otp__ktimer {
 /* A monitor, seen from either end. */
 typedef struct otp__mon {
     uint64_t ref;   /* our ref id (see otp__ref_*): unique per runtime */
-    otp_term other; /* the other process (pid) */
+    otp_term other; /* the other process (pid; a remote one lives in mon_arena) */
     otp_term named; /* what a DOWN names: the pid, or {Name, Node} (in mon_arena) */
+    otp_term rref;  /* a remote monitor of us: its ref (in mon_arena); else OTP_NONE */
     bool origin;    /* true: we monitor `other`; false: `other` monitors us */
 } otp__mon;
 
@@ -369,6 +370,15 @@ int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *
 void otp__drain_local(otp__shard *sh);
 void otp__proc_arena_release(otp_proc *p);
 bool otp__drop_call_monitor(otp_proc *self, uint64_t ref, otp_term caller);
+/* A gen call to a process on another node (a remote pid or {Name, Node}):
+ * monitors it there (MONITOR_P), sends {tag, {Self, Ref}, req} and waits as
+ * otp__call does. */
+int otp__call_remote(otp_proc *self, otp_term server, otp_term tag, otp_term req, uint64_t id,
+                     uint64_t timeout_ms, otp_term *reply);
+/* On every shard when a connection to `node` is lost: links to its
+ * processes break with noconnection, monitors of them fire, monitors from
+ * them go. */
+void otp__proc_node_down(otp__shard *sh, otp_term node);
 /* A match function for otp_receive: the DOWN of the monitor whose ref is
  * *(otp_term *)ctx. */
 bool otp__match_down(otp_term msg, void *ctx);
