@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,57 @@ static void test_rpc(void **state)
     reap(&e);
 }
 
+/* A process that links to and monitors whoever sends it {watch, Pid},
+ * then reports what the loss of that node does to both. */
+static _Atomic int g_watch_exit, g_watch_down; /* 1 once seen with noconnection */
+
+static void watcher_main(otp_proc *self, void *arg)
+{
+    otp_trap_exit(self, true);
+    otp_term noconn = otp_atom("noconnection");
+    for (;;) {
+        otp_term m;
+        if (otp_receive(self, NULL, NULL, OTP_INFINITY, &m) < 0)
+            return;
+        if (otp_tuple_arity(m) == 2 && otp_tuple_get(m, 0) == otp_atom("watch")) {
+            otp_term pid = otp_tuple_get(m, 1), ref;
+            assert_int_equal(otp_link(self, pid), 0);
+            assert_int_equal(otp_monitor(self, pid, &ref), 0);
+            otp_send(self, pid, otp_atom("watching"));
+        } else if (otp_tuple_arity(m) == 3 && otp_tuple_get(m, 0) == otp_atom("EXIT") &&
+                   otp_tuple_get(m, 2) == noconn) {
+            atomic_store(&g_watch_exit, 1);
+        } else if (otp_tuple_arity(m) == 5 && otp_tuple_get(m, 0) == otp_atom("DOWN") &&
+                   otp_tuple_get(m, 4) == noconn) {
+            atomic_store(&g_watch_down, 1);
+        }
+        if (atomic_load(&g_watch_exit) && atomic_load(&g_watch_down))
+            return;
+    }
+}
+
+/* Losing a node breaks links (noconnection) and fires monitors. */
+static void test_noconnection(void **state)
+{
+    otp_spawn_opts so = {.shard = 1, .name = otp_atom("watcher")};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, watcher_main, NULL, &so, &pid, NULL), 0);
+    char sname[64], eval[1024];
+    snprintf(sname, sizeof sname, "e6_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "{watcher, '%s'} ! {watch, self()},"
+             "receive watching -> io:format(\"watching~n\") after 10000 -> "
+             "io:format(\"timeout~n\") end,"
+             "timer:sleep(60000).",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "watching", 20000);
+    reap(&e); /* SIGKILL: the connection just drops */
+    uint64_t deadline = now_ms() + 5000;
+    while (!(atomic_load(&g_watch_exit) && atomic_load(&g_watch_down)))
+        assert_true(now_ms() < deadline), usleep(1000);
+}
+
 /* A send to a node we have no connection to connects to it. */
 static void test_first_send_connects(void **state)
 {
@@ -365,9 +417,8 @@ int main(void)
     g_host[strcspn(g_host, ".")] = 0;
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_erl_pings_sends_calls),
-        cmocka_unit_test(test_rpc),
-        cmocka_unit_test(test_first_send_connects),
+        cmocka_unit_test(test_erl_pings_sends_calls), cmocka_unit_test(test_rpc),
+        cmocka_unit_test(test_noconnection),          cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };
     return cmocka_run_group_tests_name("distribution with erl", tests, setup, teardown);
