@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       zlib1g-dev libcmocka-dev liburing-dev libwolfssl-dev
-      erlang-base erlang-dev)
+      erlang-base erlang-dev elixir)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -368,6 +368,131 @@ static void test_noconnection(void **state)
         assert_true(now_ms() < deadline), usleep(1000);
 }
 
+/* Garbage on the distribution port costs only that connection. */
+static void test_garbage_on_dist_port(void **state)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(otp_node_port(g_n)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char junk[] = "GET / HTTP/1.0\r\n\r\n";
+    assert_int_equal(send(fd, junk, sizeof junk - 1, 0), (ssize_t)sizeof junk - 1);
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    char buf[16];
+    assert_true(recv(fd, buf, sizeof buf, 0) <= 0); /* closed, nothing said */
+    close(fd);
+    /* a lying length in a send_name: also just that connection */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const unsigned char lie[] = {0, 40, 'N', 0, 0, 0, 0, 0, 0, 0, 0};
+    assert_int_equal(send(fd, lie, sizeof lie, 0), (ssize_t)sizeof lie);
+    close(fd); /* and gone before the rest: the node drops it */
+    char sname[64], eval[512];
+    snprintf(sname, sizeof sname, "e7_%d", (int)getpid());
+    snprintf(eval, sizeof eval, "io:format(\"ping ~p~n\", [net_adm:ping('%s')]), halt().", g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "ping pong", 20000);
+    reap(&e);
+}
+
+/* A 64 MB binary each way through the echo process. */
+static void test_big_message(void **state)
+{
+    char sname[64], eval[1024];
+    snprintf(sname, sizeof sname, "e8_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "B = crypto:strong_rand_bytes(64 * 1024 * 1024),"
+             "{echo, '%s'} ! {self(), B},"
+             "receive B -> io:format(\"big ok~n\"); _ -> io:format(\"big wrong~n\") after "
+             "30000 -> io:format(\"big timeout~n\") end, halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "big ok", 60000);
+    reap(&e);
+}
+
+/* Two libotp nodes in one OS process talk to each other (the second is an
+ * EPMD client of the first's embedded server). */
+static _Atomic int g_pong;
+static otp_term g_peer_echo_node;
+
+static void pinger_main(otp_proc *self, void *arg)
+{
+    otp_arena *a = otp_proc_arena(self);
+    otp_send(self, OTP_TUPLE(a, otp_atom("echo"), g_peer_echo_node),
+             OTP_TUPLE(a, otp_self(self), otp_atom("across")));
+    otp_term m;
+    if (otp_receive(self, NULL, NULL, 10000, &m) == 0 && m == otp_atom("across"))
+        atomic_store(&g_pong, 1);
+}
+
+static void test_two_libotp_nodes(void **state)
+{
+    char nodeb[320];
+    snprintf(nodeb, sizeof nodeb, "cnodeb%d@%s", (int)getpid(), g_host);
+    otp_runtime_config rc = {.shards = 1, .no_pin = true, .node_name = nodeb};
+    otp_runtime *rb;
+    assert_int_equal(otp_runtime_new(&rb, &rc), 0);
+    assert_int_equal(otp_runtime_start(rb), 0);
+    otp_node_config nc = {.cookie = "distcookie", .epmd_port = g_epmd_port};
+    otp_node *nb;
+    otp_error err;
+    assert_int_equal(otp_node_start(rb, &nc, &nb, &err), 0);
+    assert_false(otp_epmd_serving(otp_node_epmd(nb)));
+    otp_spawn_opts eo = {.name = otp_atom("echo")};
+    otp_term pid;
+    assert_int_equal(otp_spawn(rb, NULL, echo_main, NULL, &eo, &pid, NULL), 0);
+    g_peer_echo_node = otp_atom(nodeb);
+    otp_spawn_opts so = {.shard = 0};
+    assert_int_equal(otp_spawn(g_rt, NULL, pinger_main, NULL, &so, &pid, NULL), 0);
+    uint64_t deadline = now_ms() + 10000;
+    while (!atomic_load(&g_pong))
+        assert_true(now_ms() < deadline), usleep(1000);
+    otp_term nodes[4];
+    assert_true(otp_node_connected(nb, nodes, 4) >= 1);
+    otp_node_stop(nb);
+    otp_runtime_stop(rb);
+    otp_runtime_free(rb);
+}
+
+/* An Elixir node calls the echo GenServer and rpc's into C. */
+static void test_elixir(void **state)
+{
+    char elixir[512];
+    snprintf(elixir, sizeof elixir, "%.*s/elixir", (int)(strrchr(g_erl, '/') - g_erl), g_erl);
+    if (access(elixir, X_OK) != 0) {
+        printf("SKIP: no elixir next to erl\n");
+        skip();
+    }
+    char sname[64], eval[1024];
+    snprintf(sname, sizeof sname, "ex_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "n = :\"%s\"; IO.inspect(Node.ping(n)); "
+             "IO.inspect(GenServer.call({:gs, n}, {:hello, \"from elixir\"})); "
+             "IO.inspect(:rpc.call(n, :echo, :echo, [%%{elixir: true}]))",
+             g_node);
+    char *argv[] = {elixir, "--sname", sname, "--cookie", "distcookie", "-e", eval, NULL};
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    child e = {0};
+    e.pid = fork();
+    if (e.pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    e.fd = p[0];
+    expect_line(&e, ":pong", 30000);
+    expect_line(&e, "{:pong, {:hello, \"from elixir\"}}", 10000);
+    expect_line(&e, "%{elixir: true}", 10000);
+    reap(&e);
+}
+
 /* A send to a node we have no connection to connects to it. */
 static void test_first_send_connects(void **state)
 {
@@ -417,8 +542,14 @@ int main(void)
     g_host[strcspn(g_host, ".")] = 0;
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_erl_pings_sends_calls), cmocka_unit_test(test_rpc),
-        cmocka_unit_test(test_noconnection),          cmocka_unit_test(test_first_send_connects),
+        cmocka_unit_test(test_erl_pings_sends_calls),
+        cmocka_unit_test(test_rpc),
+        cmocka_unit_test(test_noconnection),
+        cmocka_unit_test(test_garbage_on_dist_port),
+        cmocka_unit_test(test_big_message),
+        cmocka_unit_test(test_two_libotp_nodes),
+        cmocka_unit_test(test_elixir),
+        cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };
     return cmocka_run_group_tests_name("distribution with erl", tests, setup, teardown);
