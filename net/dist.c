@@ -140,7 +140,7 @@ struct otp_node {
     otp__stimer tick;
     bool stopping;
     otp_epmd *epmd;
-    otp_term net_kernel;
+    otp_term net_kernel, global;
     _Atomic(otp__waiter *) stop_waiter;
     _Atomic bool finished;
     pthread_mutex_t lock; /* `up`, read by otp_node_connected */
@@ -1494,6 +1494,179 @@ static otp_gs_ret nk_call(otp_proc *self, otp_term req, const otp_from *from, vo
 
 static const otp_gen_server_ops nk_ops = {.init = nk_init, .handle_call = nk_call};
 
+/* ------------------------------------------------------------------ global
+ *
+ * A visible node must answer global's connection protocol, or
+ * global:sync() blocks forever on every Erlang node that sees it
+ * (dist-protocol.md §6.4). This server answers it as a node with no global
+ * names of its own and no locks to defend: it acts as its own locker,
+ * grants every lock, and sends the init_connect, lock_set, exchange and
+ * resolved messages global (protocol 8) waits for, once per connection. */
+
+typedef struct gpeer {
+    otp_term node;
+    otp_term his_tag; /* in the server's arena */
+    int64_t my_tag;
+    bool locked, exchanged;
+} gpeer;
+
+typedef struct gserv {
+    otp_arena *a;
+    gpeer *peers;
+    size_t n, cap;
+    int64_t next_tag;
+} gserv;
+
+static otp_term a_gns;
+
+static gpeer *gpeer_of(gserv *g, otp_term node)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (g->peers[i].node == node)
+            return &g->peers[i];
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        gpeer *p = realloc(g->peers, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        g->peers = p;
+        g->cap = cap;
+    }
+    gpeer *p = &g->peers[g->n++];
+    memset(p, 0, sizeof *p);
+    p->node = node;
+    p->his_tag = OTP_NONE;
+    return p;
+}
+
+static int gs_global_init(otp_proc *self, otp_term args, void **state, otp_term *reason)
+{
+    gserv *g = calloc(1, sizeof *g);
+    if (!g || !(g->a = otp_arena_new())) {
+        free(g);
+        *reason = otp_atom("enomem");
+        return OTP_GS_INIT_STOP;
+    }
+    g->next_tag = -(INT64_C(1) << 59); /* where OTP's unique integers start */
+    *state = g;
+    return OTP_GS_INIT_OK;
+}
+
+static void gs_global_terminate(otp_proc *self, otp_term reason, void *state)
+{
+    gserv *g = state;
+    otp_arena_free(g->a);
+    free(g->peers);
+    free(g);
+}
+
+static void gcast(otp_proc *self, otp_term node, otp_term msg)
+{
+    otp_arena *a = otp_proc_arena(self);
+    otp_send(self, OTP_TUPLE(a, a_gns, node), OTP_TUPLE(a, otp_atom("$gen_cast"), msg));
+}
+
+static otp_gs_ret gs_global_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
+{
+    otp_arena *a = otp_proc_arena(self);
+    size_t ar = otp_is_tuple(req) ? otp_tuple_arity(req) : 0;
+    otp_term tag = ar ? otp_tuple_get(req, 0) : req;
+    /* set_lock, del_lock, register, unregister, register_ext: granted */
+    if (tag == otp_atom("get_known") || tag == otp_atom("get_synced") ||
+        tag == otp_atom("get_names_ext"))
+        return otp_gs_reply(OTP_NIL);
+    if (tag == otp_atom("get_protocol_version"))
+        return otp_gs_reply(otp_small(8));
+    (void)a;
+    return otp_gs_reply(otp_atom("true"));
+}
+
+static otp_gs_ret gs_global_cast(otp_proc *self, otp_term msg, void *state)
+{
+    gserv *g = state;
+    otp_arena *a = otp_proc_arena(self);
+    size_t ar = otp_is_tuple(msg) ? otp_tuple_arity(msg) : 0;
+    otp_term tag = ar ? otp_tuple_get(msg, 0) : OTP_NONE;
+    otp_term me = otp_runtime_node(otp_proc_runtime(self));
+    if (tag == otp_atom("init_connect") && ar == 4) {
+        /* {init_connect, {Vsn, HisTag}, Node, {locker, _, _, HisLocker}} */
+        otp_term vsn = otp_tuple_get(msg, 1), node = otp_tuple_get(msg, 2);
+        if (!otp_is_tuple(vsn) || otp_tuple_arity(vsn) < 2 || !otp_is_atom(node))
+            return otp_gs_noreply();
+        gpeer *p = gpeer_of(g, node);
+        if (!p)
+            return otp_gs_noreply();
+        p->his_tag = otp_copy(g->a, otp_tuple_get(vsn, 1));
+        p->my_tag = g->next_tag++;
+        p->locked = p->exchanged = false;
+        otp_term my_tag = otp_int(a, p->my_tag);
+        /* ours first (it carries our tag), then the ack naming both */
+        gcast(self, node,
+              OTP_TUPLE(a, otp_atom("init_connect"), OTP_TUPLE(a, otp_small(8), my_tag), me,
+                        OTP_TUPLE(a, otp_atom("locker"), otp_atom("no_longer_a_pid"),
+                                  otp_map_v(a, 0, NULL, NULL), otp_self(self))));
+        otp_send(self, OTP_TUPLE(a, a_gns, node),
+                 OTP_TUPLE(a, otp_atom("init_connect_ack"), me, p->his_tag, my_tag));
+        return otp_gs_noreply();
+    }
+    if (tag == otp_atom("lock_set") && ar >= 4) {
+        otp_term pid = otp_tuple_get(msg, 1);
+        otp_term node = otp_is_pid(pid) ? otp__dist_node_of(pid) : OTP_NONE;
+        gpeer *p = node != OTP_NONE ? gpeer_of(g, node) : NULL;
+        if (p && p->his_tag != OTP_NONE && !p->locked &&
+            otp_tuple_get(msg, 2) == otp_atom("true")) {
+            p->locked = true;
+            gcast(self, node,
+                  OTP_TUPLE(a, otp_atom("lock_set"), otp_self(self), otp_atom("true"), OTP_NIL,
+                            p->his_tag));
+        }
+        return otp_gs_noreply();
+    }
+    if (tag == otp_atom("exchange") && ar == 5) {
+        /* {exchange, Node, NameList, NameExtList, MyTag}: ours, then resolved */
+        otp_term node = otp_tuple_get(msg, 1);
+        gpeer *p = otp_is_atom(node) ? gpeer_of(g, node) : NULL;
+        if (p && p->his_tag != OTP_NONE && !p->exchanged) {
+            p->exchanged = true;
+            gcast(self, node, OTP_TUPLE(a, otp_atom("exchange"), me, OTP_NIL, OTP_NIL, p->his_tag));
+            gcast(self, node,
+                  OTP_TUPLE(a, otp_atom("resolved"), me, OTP_NIL, OTP_NIL, otp_atom("unused"),
+                            OTP_NIL, p->his_tag));
+        }
+        return otp_gs_noreply();
+    }
+    /* resolved, new_nodes, in_sync, async_del_*: nothing to keep */
+    return otp_gs_noreply();
+}
+
+static otp_gs_ret gs_global_info(otp_proc *self, otp_term msg, void *state)
+{
+    /* otp_node_stop's exit signal (we trap exits so terminate frees us);
+     * the runtime's own stop goes through terminate too. */
+    if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 3 &&
+        otp_tuple_get(msg, 0) == otp_atom("EXIT") &&
+        otp__local_pid(otp_proc_runtime(self), otp_tuple_get(msg, 1)))
+        return otp_gs_stop(otp_tuple_get(msg, 2));
+    /* global's lockers use gen_server:multi_call, whose tag is {Ref, Node}:
+     * not a call our GenServer takes (it wants a ref), so it lands here. */
+    if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 3 &&
+        otp_tuple_get(msg, 0) == otp_atom("$gen_call")) {
+        otp_term from = otp_tuple_get(msg, 1);
+        if (otp_is_tuple(from) && otp_tuple_arity(from) == 2) {
+            otp_gs_ret r = gs_global_call(self, otp_tuple_get(msg, 2), NULL, state);
+            otp_arena *a = otp_proc_arena(self);
+            otp_send(self, otp_tuple_get(from, 0), OTP_TUPLE(a, otp_tuple_get(from, 1), r.reply));
+        }
+    }
+    return otp_gs_noreply(); /* init_connect_ack, lost_connection...: nothing to do */
+}
+
+static const otp_gen_server_ops global_ops = {.init = gs_global_init,
+                                              .handle_call = gs_global_call,
+                                              .handle_cast = gs_global_cast,
+                                              .handle_info = gs_global_info,
+                                              .terminate = gs_global_terminate};
+
 static int read_cookie(char *out, size_t cap, size_t *len)
 {
     const char *home = getenv("HOME");
@@ -1614,6 +1787,13 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     otp_term reason;
     if (otp_gen_server_start(rt, NULL, &nk_ops, OTP_NIL, &go, &n->net_kernel, &reason) < 0)
         dlog(n, "cannot start net_kernel");
+    if (!c.hidden) {
+        /* global talks to visible nodes only */
+        a_gns = otp_atom("global_name_server");
+        otp_gen_server_opts gso = {.shard = (int)c.shard, .name = a_gns, .trap_exit = true};
+        if (otp_gen_server_start(rt, NULL, &global_ops, OTP_NIL, &gso, &n->global, &reason) < 0)
+            dlog(n, "cannot start global_name_server");
+    }
     *out = n;
     return 0;
 fail:
@@ -1629,10 +1809,13 @@ void otp_node_stop(otp_node *n)
     if (!n)
         return;
     otp_runtime *rt = n->rt;
-    if (atomic_load(&rt->state) == OTP__RT_RUNNING && n->net_kernel) {
+    if (atomic_load(&rt->state) == OTP__RT_RUNNING) {
         otp_spawn_opts so = {.shard = (int)n->home};
         otp_term pid;
-        otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->net_kernel, &so, &pid, NULL);
+        if (n->net_kernel)
+            otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->net_kernel, &so, &pid, NULL);
+        if (n->global)
+            otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->global, &so, &pid, NULL);
     }
     atomic_store_explicit(&rt->dist, NULL, memory_order_release);
     if (!atomic_load(&n->finished)) {

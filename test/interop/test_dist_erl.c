@@ -493,6 +493,35 @@ static void test_elixir(void **state)
     reap(&e);
 }
 
+/* global:sync() returns with a visible libotp node in the cluster, and
+ * global names still work (dist-protocol.md §6.4). Two Erlang nodes, so
+ * global also has a peer of its own kind to sync with. */
+static void test_global_sync(void **state)
+{
+    char s1[64], s2[64], eval[1024], full2[320];
+    snprintf(s1, sizeof s1, "g1_%d", (int)getpid());
+    snprintf(s2, sizeof s2, "g2_%d", (int)getpid());
+    snprintf(full2, sizeof full2, "%s@%s", s2, g_host);
+    child e2 =
+        erl_start(s2, "distcookie", "io:format(\"up~n\"), receive after 30000 -> ok end, halt().");
+    expect_line(&e2, "up", 20000);
+    snprintf(eval, sizeof eval,
+             "pong = net_adm:ping('%s'), pong = net_adm:ping('%s'),"
+             "io:format(\"sync ~p~n\", [global:sync()]),"
+             "io:format(\"reg ~p~n\", [global:register_name(gname, self())]),"
+             "io:format(\"where ~p~n\", [global:whereis_name(gname) =:= self()]),"
+             "io:format(\"sync ~p~n\", [global:sync()]),"
+             "halt().",
+             g_node, full2);
+    child e1 = erl_start(s1, "distcookie", eval);
+    expect_line(&e1, "sync ok", 20000);
+    expect_line(&e1, "reg yes", 10000);
+    expect_line(&e1, "where true", 10000);
+    expect_line(&e1, "sync ok", 10000);
+    reap(&e1);
+    reap(&e2);
+}
+
 /* A send to a node we have no connection to connects to it. */
 static void test_first_send_connects(void **state)
 {
@@ -549,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_big_message),
         cmocka_unit_test(test_two_libotp_nodes),
         cmocka_unit_test(test_elixir),
+        cmocka_unit_test(test_global_sync),
         cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };
