@@ -140,7 +140,7 @@ struct otp_node {
     otp__stimer tick;
     bool stopping;
     otp_epmd *epmd;
-    otp_term net_kernel, global;
+    otp_term net_kernel, global, pg;
     _Atomic(otp__waiter *) stop_waiter;
     _Atomic bool finished;
     pthread_mutex_t lock; /* `up`, read by otp_node_connected */
@@ -1115,6 +1115,16 @@ static otp_term pid_node(otp_term pid)
     return otp_pid_parts(pid, &node, &id, &serial, &creation) == 0 ? node : OTP_NONE;
 }
 
+bool otp__local_pid_of(otp_proc *self, otp_term pid)
+{
+    return otp__local_pid(otp_proc_runtime(self), pid) != 0;
+}
+
+otp_runtime *otp__node_runtime(otp_node *n)
+{
+    return n->rt;
+}
+
 otp_term otp__dist_node_of(otp_term t)
 {
     if (otp_is_pid(t))
@@ -1793,6 +1803,8 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
         otp_gen_server_opts gso = {.shard = (int)c.shard, .name = a_gns, .trap_exit = true};
         if (otp_gen_server_start(rt, NULL, &global_ops, OTP_NIL, &gso, &n->global, &reason) < 0)
             dlog(n, "cannot start global_name_server");
+        if (otp__pg_start(rt, c.shard, &n->pg) < 0)
+            dlog(n, "cannot start the pg scope");
     }
     *out = n;
     return 0;
@@ -1816,6 +1828,8 @@ void otp_node_stop(otp_node *n)
             otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->net_kernel, &so, &pid, NULL);
         if (n->global)
             otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->global, &so, &pid, NULL);
+        if (n->pg)
+            otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->pg, &so, &pid, NULL);
     }
     atomic_store_explicit(&rt->dist, NULL, memory_order_release);
     if (!atomic_load(&n->finished)) {

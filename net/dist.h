@@ -11,6 +11,7 @@
 #include "otp/runtime.h"
 
 struct otp__shard;
+struct otp_node;
 
 /* True if dest names a process on another node: a pid of another node, or
  * {Name, Node} with Node not ours. */
@@ -29,6 +30,13 @@ int otp__dist_send(otp_runtime *rt, struct otp__shard *sh, otp_proc *self, otp_t
  * `node`, from the shard sh (or a thread, sh NULL), behind what sh sent
  * there before. 0, or a negative code (dropped). */
 int otp__dist_ctl(otp_runtime *rt, struct otp__shard *sh, otp_term node, otp_term ctl);
+
+/* True if pid is a process of self's node. */
+bool otp__local_pid_of(otp_proc *self, otp_term pid);
+/* The runtime a node runs on. */
+otp_runtime *otp__node_runtime(struct otp_node *n);
+/* Starts the default pg scope, registered as pg (dist_pg.c). */
+int otp__pg_start(otp_runtime *rt, unsigned shard, otp_term *pid);
 
 /* The node a remote pid or {Name, Node} belongs to; OTP_NONE otherwise. */
 otp_term otp__dist_node_of(otp_term t);

@@ -83,6 +83,19 @@ typedef int (*otp_rpc_fn)(otp_proc *self, otp_term args, otp_term *result, void 
 int otp_node_register_fn(otp_node *n, const char *module, const char *function, unsigned arity,
                          otp_rpc_fn fn, void *arg);
 
+/* ---- pg, the default scope (a visible node only), shared with Erlang's
+ * pg and Elixir's (Phoenix.PubSub's groups work the same way).
+ *
+ * self is the calling process, or NULL from a thread outside the runtime
+ * (then the call blocks). A member must be a process of this node; it
+ * leaves its groups when it exits. group is any term. 0, -OTP_EBADARG (not
+ * a local pid, or a hidden node: no pg), or a call error. */
+int otp_pg_join(otp_node *n, otp_proc *self, otp_term group, otp_term pid);
+int otp_pg_leave(otp_node *n, otp_proc *self, otp_term group, otp_term pid);
+/* Every member of group on every node the scope knows, as a list of pids:
+ * in a (from a thread) or in self's arena. */
+int otp_pg_members(otp_node *n, otp_proc *self, otp_term group, otp_arena *a, otp_term *pids);
+
 #ifdef __cplusplus
 }
 #endif

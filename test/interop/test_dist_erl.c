@@ -522,6 +522,73 @@ static void test_global_sync(void **state)
     reap(&e2);
 }
 
+/* pg: members join on either side and are seen on the other. */
+static void member_main(otp_proc *self, void *arg)
+{
+    otp_term m;
+    otp_receive(self, NULL, NULL, 30000, &m); /* until told to go */
+}
+
+static size_t pg_count(otp_term group)
+{
+    otp_arena *a = otp_arena_new();
+    otp_term pids = OTP_NIL;
+    size_t k = 0;
+    if (otp_pg_members(g_n, NULL, group, a, &pids) == 0)
+        for (otp_term l = pids; otp_is_cons(l); l = otp_tail(l))
+            k++;
+    otp_arena_free(a);
+    return k;
+}
+
+static void test_pg(void **state)
+{
+    otp_term group = otp_atom("grp");
+    otp_spawn_opts so = {.shard = 1};
+    otp_term member;
+    assert_int_equal(otp_spawn(g_rt, NULL, member_main, NULL, &so, &member, NULL), 0);
+    assert_int_equal(otp_pg_join(g_n, NULL, group, member), 0);
+    assert_int_equal(pg_count(group), 1);
+    char sname[64], eval[1200];
+    snprintf(sname, sizeof sname, "p1_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "N = '%s', pong = net_adm:ping(N), {ok, _} = pg:start_link(),"
+             "W = fun W(0, _) -> timeout; W(K, F) -> case F() of true -> ok; false -> "
+             "timer:sleep(20), W(K - 1, F) end end,"
+             "io:format(\"remote member ~p~n\", [W(250, fun() -> [node(P) || P <- "
+             "pg:get_members(grp)] =:= [N] end)]),"
+             "ok = pg:join(grp, self()), io:format(\"joined~n\"),"
+             "receive leave -> ok after 20000 -> ok end,"
+             "ok = pg:leave(grp, self()), io:format(\"left~n\"),"
+             "io:format(\"member gone ~p~n\", [W(250, fun() -> pg:get_members(grp) =:= [] "
+             "end)]), halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "remote member ok", 20000);
+    expect_line(&e, "joined", 5000);
+    uint64_t deadline = now_ms() + 5000;
+    while (pg_count(group) != 2)
+        assert_true(now_ms() < deadline), usleep(10000);
+    /* tell the Erlang member to leave: find it among the members */
+    char full[320];
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    otp_arena *a = otp_arena_new();
+    otp_term pids;
+    assert_int_equal(otp_pg_members(g_n, NULL, group, a, &pids), 0);
+    for (otp_term l = pids; otp_is_cons(l); l = otp_tail(l))
+        if (otp_head(l) != member)
+            otp_runtime_send(g_rt, otp_head(l), otp_atom("leave"));
+    otp_arena_free(a);
+    expect_line(&e, "left", 5000);
+    deadline = now_ms() + 5000;
+    while (pg_count(group) != 1)
+        assert_true(now_ms() < deadline), usleep(10000);
+    /* our member exits: it leaves, and the Erlang side sees it go */
+    otp_runtime_send(g_rt, member, otp_atom("go"));
+    expect_line(&e, "member gone ok", 10000);
+    reap(&e);
+}
+
 /* A send to a node we have no connection to connects to it. */
 static void test_first_send_connects(void **state)
 {
@@ -579,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_two_libotp_nodes),
         cmocka_unit_test(test_elixir),
         cmocka_unit_test(test_global_sync),
+        cmocka_unit_test(test_pg),
         cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };
