@@ -589,6 +589,85 @@ static void test_pg(void **state)
     reap(&e);
 }
 
+/* Ticks with a short net_ticktime on both sides keep an idle connection
+ * up; a peer that goes silent (SIGSTOP) is dropped after about
+ * net_ticktime; a connection that never finishes its handshake is closed
+ * at the set-up timeout. A node of its own, with short timers. */
+static void test_ticks_and_stalls(void **state)
+{
+    char nodet[320];
+    snprintf(nodet, sizeof nodet, "cnodet%d@%s", (int)getpid(), g_host);
+    otp_runtime_config rc = {.shards = 1, .no_pin = true, .node_name = nodet};
+    otp_runtime *rt;
+    assert_int_equal(otp_runtime_new(&rt, &rc), 0);
+    assert_int_equal(otp_runtime_start(rt), 0);
+    otp_node_config nc = {.cookie = "distcookie",
+                          .epmd_port = g_epmd_port,
+                          .net_ticktime = 4,
+                          .setup_timeout_ms = 1000};
+    otp_node *n;
+    otp_error err;
+    assert_int_equal(otp_node_start(rt, &nc, &n, &err), 0);
+
+    /* a connection that says nothing is closed after the set-up time */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(otp_node_port(n)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    uint64_t t0 = now_ms();
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    char buf[8];
+    assert_true(recv(fd, buf, sizeof buf, 0) <= 0);
+    uint64_t stalled = now_ms() - t0;
+    assert_true(stalled >= 900 && stalled < 3000);
+    close(fd);
+
+    char sname[64], eval[512], full[320];
+    snprintf(sname, sizeof sname, "t1_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    snprintf(eval, sizeof eval,
+             "pong = net_adm:ping('%s'), io:format(\"up~n\"), timer:sleep(9000),"
+             "io:format(\"still ~p~n\", [nodes()]), timer:sleep(60000).",
+             nodet);
+    char *argv[] = {g_erl, "-sname", sname,       "-setcookie", "distcookie", "-kernel",
+                    "net_ticktime", "4", "-noshell", "-eval",      eval,         NULL};
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    child e = {0};
+    e.pid = fork();
+    if (e.pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    e.fd = p[0];
+    expect_line(&e, "up", 20000);
+    char want[400];
+    snprintf(want, sizeof want, "still [%s]", nodet);
+    expect_line(&e, want, 15000); /* 9 s idle: ticks kept it */
+    otp_term nodes[4];
+    assert_int_equal(otp_node_connected(n, nodes, 4), 1);
+    /* silence: the node declares the peer down after about net_ticktime */
+    kill(e.pid, SIGSTOP);
+    t0 = now_ms();
+    while (otp_node_connected(n, nodes, 4) != 0)
+        assert_true(now_ms() - t0 < 9000), usleep(20000);
+    uint64_t down = now_ms() - t0;
+    fprintf(stderr, "  silent peer dropped after %llu ms (net_ticktime 4 s)\n",
+            (unsigned long long)down);
+    assert_true(down >= 3000);
+    kill(e.pid, SIGCONT);
+    reap(&e);
+    otp_node_stop(n);
+    otp_runtime_stop(rt);
+    otp_runtime_free(rt);
+}
+
 /* A send to a node we have no connection to connects to it. */
 static void test_first_send_connects(void **state)
 {
@@ -647,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_elixir),
         cmocka_unit_test(test_global_sync),
         cmocka_unit_test(test_pg),
+        cmocka_unit_test(test_ticks_and_stalls),
         cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };
