@@ -152,6 +152,11 @@ struct otp_node {
     pthread_t *threads;
     size_t nthreads, capthreads;
     struct rpc_fn *fns; /* under lock */
+    /* monitor_node registrations: home shard only */
+    struct nodemon {
+        otp_term pid, node;
+    } * nodemons;
+    size_t nnodemons, capnodemons;
 };
 
 static otp_term a_is_auth, a_yes, a_net_kernel, a_empty;
@@ -275,6 +280,22 @@ static void conn_close(conn *c, const char *why)
     if (why)
         dlog(n, "connection to %s closed: %s", c->peer ? otp_atom_cstr(c->peer) : "(handshake)",
              why);
+    if (c->peer) {
+        /* monitor_node: {nodedown, Node} to each process that asked, once */
+        for (size_t i = 0; i < n->nnodemons;) {
+            if (n->nodemons[i].node != c->peer) {
+                i++;
+                continue;
+            }
+            otp__sig *s = otp__sig_new(OTP__SIG_MSG, n->nodemons[i].pid, OTP_NONE,
+                                       OTP_TUPLE(n->sh->scratch, otp_atom("nodedown"), c->peer),
+                                       OTP_NONE, OTP_NONE);
+            otp_arena_reset(n->sh->scratch);
+            if (s)
+                otp__route(n->sh, s);
+            n->nodemons[i] = n->nodemons[--n->nnodemons];
+        }
+    }
     if (c->state == C_UP) {
         up_del(n, c->peer);
         /* Every shard breaks its links to the node and fires its monitors
@@ -1399,6 +1420,131 @@ static const char *spawn_request(conn *c, otp_term ctl, otp_term args)
     return NULL;
 }
 
+/* ------------------------------------- connect, disconnect, monitor_node */
+
+typedef struct node_job {
+    otp_term node, pid;
+    int what; /* 0 connect, 1 disconnect, 2 monitor, 3 demonitor */
+} node_job;
+
+static void node_job_here(otp__shard *sh, void *arg)
+{
+    node_job *j = arg;
+    otp_node *n = dist_of(sh->rt);
+    if (!n || n->stopping) {
+        free(j);
+        return;
+    }
+    conn *c = find_conn(n, j->node);
+    switch (j->what) {
+    case 0:
+        if (!c)
+            connect_to(n, j->node);
+        break;
+    case 1:
+        if (c)
+            conn_close(c, "disconnected on request");
+        break;
+    case 2: {
+        struct nodemon *m = n->nodemons;
+        if (n->nnodemons == n->capnodemons) {
+            size_t cap = n->capnodemons ? n->capnodemons * 2 : 8;
+            m = realloc(n->nodemons, cap * sizeof *m);
+            if (!m)
+                break;
+            n->nodemons = m;
+            n->capnodemons = cap;
+        }
+        n->nodemons[n->nnodemons++] = (struct nodemon){j->pid, j->node};
+        if (!c && !connect_to(n, j->node)) {
+            /* cannot even try: nodedown at once, as Erlang does */
+            n->nnodemons--;
+            otp__sig *s = otp__sig_new(OTP__SIG_MSG, j->pid, OTP_NONE,
+                                       OTP_TUPLE(sh->scratch, otp_atom("nodedown"), j->node),
+                                       OTP_NONE, OTP_NONE);
+            otp_arena_reset(sh->scratch);
+            if (s)
+                otp__route(sh, s);
+        }
+        break;
+    }
+    case 3:
+        for (size_t i = 0; i < n->nnodemons; i++)
+            if (n->nodemons[i].pid == j->pid && n->nodemons[i].node == j->node) {
+                n->nodemons[i] = n->nodemons[--n->nnodemons];
+                break;
+            }
+        break;
+    }
+    free(j);
+}
+
+static int node_job_post(otp_runtime *rt, otp_term node, otp_term pid, int what)
+{
+    otp_node *n = dist_of(rt);
+    if (!n)
+        return -OTP_EBADARG;
+    if (!otp_is_atom(node) || !strchr(otp_atom_cstr(node), '@'))
+        return -OTP_EBADARG;
+    node_job *j = malloc(sizeof *j);
+    if (!j)
+        return -OTP_ENOMEM;
+    j->node = node;
+    j->pid = pid;
+    j->what = what;
+    if (otp__shard_post(rt, n->home, node_job_here, j) < 0) {
+        free(j);
+        return -OTP_ENOMEM;
+    }
+    return 0;
+}
+
+static bool is_connected(otp_node *n, otp_term node)
+{
+    bool up = false;
+    pthread_mutex_lock(&n->lock);
+    for (size_t i = 0; i < n->nup && !up; i++)
+        up = n->up[i] == node;
+    pthread_mutex_unlock(&n->lock);
+    return up;
+}
+
+int otp_node_connect(otp_node *n, const char *node, unsigned timeout_ms, otp_error *err)
+{
+    otp_term a = node ? otp_atom(node) : OTP_NONE;
+    if (a == OTP_NONE || a == n->node)
+        return otp__epmd_fail(err, OTP_EBADARG, "not a node to connect to: %s", node ? node : "");
+    if (is_connected(n, a))
+        return 0;
+    int rc = node_job_post(n->rt, a, OTP_NONE, 0);
+    if (rc < 0)
+        return otp__epmd_fail(err, -rc, "cannot connect to %s: %s", node, otp_strerror(rc));
+    uint64_t deadline = otp__now_ms() + (timeout_ms ? timeout_ms : n->setup_ms + 1000);
+    while (!is_connected(n, a)) {
+        if (otp__now_ms() >= deadline)
+            return otp__epmd_fail(err, OTP_EIO, "cannot connect to %s (see the node's log)", node);
+        usleep(2000);
+    }
+    return 0;
+}
+
+int otp_node_disconnect(otp_node *n, const char *node)
+{
+    otp_term a = node ? otp_atom(node) : OTP_NONE;
+    if (a == OTP_NONE)
+        return -OTP_EBADARG;
+    if (!is_connected(n, a))
+        return -OTP_ENOTFOUND;
+    return node_job_post(n->rt, a, OTP_NONE, 1);
+}
+
+int otp_monitor_node(otp_proc *self, otp_term node, bool on)
+{
+    if (!self)
+        return -OTP_EBADARG;
+    return node_job_post(otp_proc_runtime(self), node, otp_self(self), on ? 2 : 3);
+}
+
 /* ------------------------------------------------------------------ ticks */
 
 static void on_tick(otp__shard *sh, otp__stimer *t)
@@ -1853,6 +1999,7 @@ void otp_node_stop(otp_node *n)
     for (size_t i = 0; i < n->nthreads; i++)
         pthread_join(n->threads[i], NULL);
     free(n->threads);
+    free(n->nodemons);
     while (n->fns) {
         rpc_fn *f = n->fns;
         n->fns = f->next;

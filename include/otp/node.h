@@ -63,6 +63,20 @@ otp_epmd *otp_node_epmd(otp_node *n);
  * many there are. */
 size_t otp_node_connected(otp_node *n, otp_term *nodes, size_t max);
 
+/* Connects to node ("name@host") now, as net_kernel:connect_node does
+ * (sends connect by themselves). Blocks up to timeout_ms (0: the set-up
+ * timeout); 0 once connected, -OTP_EIO if not (the node's log says why),
+ * -OTP_EBADARG. From a thread. */
+int otp_node_connect(otp_node *n, const char *node, unsigned timeout_ms, otp_error *err);
+/* Closes the connection to node, as erlang:disconnect_node: links break
+ * with noconnection, monitors fire. 0 (it goes shortly), -OTP_ENOTFOUND.
+ * From a thread or a process (from a process, after what it sent before). */
+int otp_node_disconnect(otp_node *n, const char *node);
+/* monitor_node(Node, true|false) for the calling process: {nodedown, Node}
+ * arrives when the connection goes (or at once if it cannot be made);
+ * each `true` asks for one message. Connects if not connected. */
+int otp_monitor_node(otp_proc *self, otp_term node, bool on);
+
 /* ---- C functions for rpc:call and erpc:call
  *
  * Erlang's rpc:call(Node, M, F, Args) and erpc:call reach fn when M:F with

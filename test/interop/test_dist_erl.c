@@ -631,8 +631,8 @@ static void test_ticks_and_stalls(void **state)
              "pong = net_adm:ping('%s'), io:format(\"up~n\"), timer:sleep(9000),"
              "io:format(\"still ~p~n\", [nodes()]), timer:sleep(60000).",
              nodet);
-    char *argv[] = {g_erl, "-sname", sname,       "-setcookie", "distcookie", "-kernel",
-                    "net_ticktime", "4", "-noshell", "-eval",      eval,         NULL};
+    char *argv[] = {g_erl,          "-sname", sname,      "-setcookie", "distcookie", "-kernel",
+                    "net_ticktime", "4",      "-noshell", "-eval",      eval,         NULL};
     int p[2];
     assert_int_equal(pipe(p), 0);
     child e = {0};
@@ -666,6 +666,51 @@ static void test_ticks_and_stalls(void **state)
     otp_node_stop(n);
     otp_runtime_stop(rt);
     otp_runtime_free(rt);
+}
+
+/* Explicit connect and disconnect, and monitor_node. */
+static _Atomic int g_nodedown;
+static otp_term g_watch_node;
+
+static void node_watcher_main(otp_proc *self, void *arg)
+{
+    /* both requests travel to the node's shard in this order */
+    otp_monitor_node(self, g_watch_node, true);
+    otp_node_disconnect(g_n, otp_atom_cstr(g_watch_node));
+    otp_term m;
+    if (otp_receive(self, NULL, NULL, 20000, &m) == 0 && otp_tuple_arity(m) == 2 &&
+        otp_tuple_get(m, 0) == otp_atom("nodedown") && otp_tuple_get(m, 1) == g_watch_node)
+        atomic_store(&g_nodedown, 1);
+}
+
+static void test_connect_disconnect(void **state)
+{
+    char sname[64], full[320];
+    snprintf(sname, sizeof sname, "e9_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    child e = erl_start(sname, "distcookie",
+                        "io:format(\"up~n\"), receive after 30000 -> ok end, halt().");
+    expect_line(&e, "up", 20000);
+    otp_error err;
+    assert_int_equal(otp_node_connect(g_n, full, 10000, &err), 0);
+    otp_term nodes[8];
+    size_t k = otp_node_connected(g_n, nodes, 8);
+    bool found = false;
+    for (size_t i = 0; i < k && i < 8; i++)
+        found |= nodes[i] == otp_atom(full);
+    assert_true(found);
+    g_watch_node = otp_atom(full);
+    otp_term pid;
+    otp_spawn_opts so = {.shard = 1};
+    assert_int_equal(otp_spawn(g_rt, NULL, node_watcher_main, NULL, &so, &pid, NULL), 0);
+    uint64_t deadline = now_ms() + 5000;
+    while (!atomic_load(&g_nodedown))
+        assert_true(now_ms() < deadline), usleep(1000);
+    /* a node nobody runs: the connect fails, with a reason in the log */
+    char none[320];
+    snprintf(none, sizeof none, "nobody_%d@%s", (int)getpid(), g_host);
+    assert_int_equal(otp_node_connect(g_n, none, 3000, &err), -OTP_EIO);
+    reap(&e);
 }
 
 /* A send to a node we have no connection to connects to it. */
@@ -727,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_global_sync),
         cmocka_unit_test(test_pg),
         cmocka_unit_test(test_ticks_and_stalls),
+        cmocka_unit_test(test_connect_disconnect),
         cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };
