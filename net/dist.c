@@ -114,6 +114,7 @@ struct conn {
     blob *sending;      /* the batch being written */
     struct iovec iov[BATCH];
     bool writing;
+    bool flush; /* frames queued this turn: kick the writer at its end */
     uint64_t flags;
     uint64_t last_rx, last_tx, deadline;
 };
@@ -1029,7 +1030,11 @@ static void enqueue(otp_node *n, otp_term peer, blob *b)
         else
             c->oq = b;
         c->oq_tail = b;
-        kick_writer(c);
+        /* Written at the end of this turn, with whatever else the shard's
+         * processes queue meanwhile: one writev for a call's monitor, its
+         * request and its demonitor, not three. */
+        c->flush = true;
+        otp__service_want_flush(n->sh, &n->svc);
         return;
     }
     if (c->pre_bytes + b->len > PRE_MAX) {
@@ -1601,6 +1606,18 @@ static void stop_here(otp__shard *sh, otp__service *svc)
     maybe_finished(n);
 }
 
+static void flush_here(otp__shard *sh, otp__service *svc)
+{
+    otp_node *n = (otp_node *)svc;
+    for (conn *c = n->conns, *next; c; c = next) {
+        next = c->next; /* kick_writer may close c */
+        if (c->flush) {
+            c->flush = false;
+            kick_writer(c);
+        }
+    }
+}
+
 static void start_here(otp__shard *sh, void *arg)
 {
     otp_node *n = arg;
@@ -1891,6 +1908,7 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     n->tick_ms = (uint64_t)(c.net_ticktime ? c.net_ticktime : 60) * 1000;
     n->setup_ms = c.setup_timeout_ms ? c.setup_timeout_ms : 7000;
     n->svc.stop = stop_here;
+    n->svc.flush = flush_here;
     pthread_mutex_init(&n->lock, NULL);
     /* What this layer handles today: the mandatory set, and nothing that
      * would make a peer send what we cannot take yet. */

@@ -124,8 +124,15 @@ typedef struct otp__tmsg {
 typedef struct otp__service otp__service;
 struct otp__service {
     void (*stop)(otp__shard *sh, otp__service *svc);
+    /* Optional: runs once per turn of the loop, after the processes ran and
+     * before the shard sleeps, when the service asked with
+     * otp__service_want_flush (a connection writes everything its
+     * processes queued this turn in one go). */
+    void (*flush)(otp__shard *sh, otp__service *svc);
+    bool flush_wanted;
     otp__service *next, **pprev;
 };
+void otp__service_want_flush(otp__shard *sh, otp__service *svc);
 void otp__service_add(otp__shard *sh, otp__service *svc);
 void otp__service_done(otp__shard *sh, otp__service *svc);
 
@@ -190,6 +197,7 @@ struct otp__shard {
     bool has_thread; /* a thread of the runtime's own runs it (joined by stop) */
     bool finished;   /* embedded: its loop ended (host thread only) */
     otp__service *services;
+    bool flush_wanted; /* some service wants its flush this turn */
     /* ---- other threads: the external queue (calls from outside) */
     pthread_mutex_t ext_lock;
     otp__sigq ext_q;              /* guarded by ext_lock */

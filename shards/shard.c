@@ -431,6 +431,12 @@ void otp__service_add(otp__shard *sh, otp__service *svc)
     sh->services = svc;
 }
 
+void otp__service_want_flush(otp__shard *sh, otp__service *svc)
+{
+    svc->flush_wanted = true;
+    sh->flush_wanted = true;
+}
+
 void otp__service_done(otp__shard *sh, otp__service *svc)
 {
     *svc->pprev = svc->next;
@@ -585,6 +591,14 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
         for (uint32_t i = 0; i < sh->nslots; i++)
             if (sh->procs[i] && sh->procs[i]->state != OTP__P_EXITING)
                 otp__proc_terminate(sh->procs[i], otp_atom("killed"));
+    }
+    if (sh->flush_wanted) {
+        sh->flush_wanted = false;
+        for (otp__service *svc = sh->services; svc; svc = svc->next)
+            if (svc->flush_wanted) {
+                svc->flush_wanted = false;
+                svc->flush(sh, svc);
+            }
     }
     bool backlog = flush_out(sh);
     /* acquire: pairs with the release decrement of the last process */
