@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "dist_handshake.h"
+#include "interop/harness.h"
 #include "md5.h"
 #include "otp/epmd.h"
 
@@ -290,99 +291,13 @@ static char g_erl[512], g_bin[512], g_host[256];
 
 static bool find_erl(void)
 {
-    const char *path = getenv("PATH");
-    if (!path)
-        return false;
-    char *dup = strdup(path), *save = NULL;
-    bool found = false;
-    for (char *d = strtok_r(dup, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        snprintf(g_erl, sizeof g_erl, "%s/erl", d);
-        found = access(g_erl, X_OK) == 0;
-    }
-    free(dup);
-    return found;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-typedef struct child {
-    pid_t pid;
-    int fd; /* the child's stdout, read without stdio (a FILE's buffer
-               would hide lines from poll) */
-    char buf[4096];
-    size_t have;
-} child;
-
-/* Starts argv with stdout to a pipe we read. */
-static child spawn(char *const argv[])
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    child c = {0};
-    c.pid = fork();
-    if (c.pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    c.fd = p[0];
-    return c;
-}
-
-static void reap(child *c)
-{
-    if (c->pid > 0) {
-        kill(c->pid, SIGKILL);
-        waitpid(c->pid, NULL, 0);
-        c->pid = 0;
-    }
-    if (c->fd > 0)
-        close(c->fd);
-    c->fd = -1;
-    c->have = 0;
+    return find_prog("erl", g_erl, sizeof g_erl);
 }
 
 /* A line from the child within timeout_ms, or fails. */
 static void read_line(child *c, char *line, size_t cap, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->have);
-        if (nl) {
-            size_t len = (size_t)(nl - c->buf);
-            snprintf(line, cap, "%.*s", (int)len, c->buf);
-            memmove(c->buf, nl + 1, c->have - len - 1);
-            c->have -= len + 1;
-            return;
-        }
-        uint64_t now = now_ms();
-        assert_true(now < deadline && c->have < sizeof c->buf);
-        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
-        if (poll(&pf, 1, (int)(deadline - now)) <= 0)
-            continue;
-        ssize_t n = read(c->fd, c->buf + c->have, sizeof c->buf - c->have);
-        assert_true(n > 0);
-        c->have += (size_t)n;
-    }
+    assert_true(next_line(c, line, cap, now_ms() + timeout_ms));
 }
 
 typedef struct live {
@@ -398,7 +313,7 @@ static int live_setup(void **state)
     snprintf(port, sizeof port, "%u", l.epmd_port);
     setenv("ERL_EPMD_PORT", port, 1);
     char *argv[] = {g_bin, "-port", port, NULL};
-    l.epmd = spawn(argv);
+    l.epmd = child_start(argv);
     uint64_t deadline = now_ms() + 5000;
     char *text = NULL;
     while (otp_epmd_names(NULL, l.epmd_port, 500, &text, NULL) < 0)
@@ -457,7 +372,7 @@ static void test_live_we_initiate(void **state)
              "F(500), halt().");
     char *argv[] = {g_erl,      "-sname", name, "-setcookie", "livecookie",
                     "-noshell", "-eval",  eval, NULL};
-    child erl = spawn(argv);
+    child erl = child_start(argv);
     char line[512];
     read_line(&erl, line, sizeof line, 20000);
     assert_string_equal(line, "ready");
@@ -510,7 +425,7 @@ static void accept_from_erl(live *l, const char *tag, const char *erl_cookie, in
              full);
     char *argv[] = {g_erl,      "-sname", name, "-setcookie", (char *)erl_cookie,
                     "-noshell", "-eval",  eval, NULL};
-    child erl = spawn(argv);
+    child erl = child_start(argv);
     struct pollfd pf = {.fd = ls, .events = POLLIN};
     assert_true(poll(&pf, 1, 20000) > 0);
     int fd = accept(ls, NULL, NULL);

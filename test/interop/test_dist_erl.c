@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "interop/harness.h"
 #include "otp.h"
 #include "otp/node.h"
 
@@ -33,118 +34,21 @@ static uint16_t g_epmd_port;
 static otp_runtime *g_rt;
 static otp_node *g_n;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static bool find_erl(void)
 {
-    const char *path = getenv("PATH");
-    if (!path)
-        return false;
-    char *dup = strdup(path), *save = NULL;
-    bool found = false;
-    for (char *d = strtok_r(dup, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        snprintf(g_erl, sizeof g_erl, "%s/erl", d);
-        found = access(g_erl, X_OK) == 0;
-    }
-    free(dup);
-    return found;
+    return find_prog("erl", g_erl, sizeof g_erl);
 }
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-typedef struct child {
-    pid_t pid;
-    int fd;         /* the child's stdout */
-    char buf[4096]; /* read but not yet returned as lines (no stdio buffering:
-                       a FILE would hide buffered lines from poll) */
-    size_t have;
-} child;
 
 static child erl_start(const char *sname, const char *cookie, const char *eval)
 {
     char *argv[] = {g_erl,      "-sname", (char *)sname, "-setcookie", (char *)cookie,
                     "-noshell", "-eval",  (char *)eval,  NULL};
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    child c = {0};
-    c.pid = fork();
-    if (c.pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    c.fd = p[0];
-    return c;
-}
-
-static void reap(child *c)
-{
-    if (c->pid > 0) {
-        kill(c->pid, SIGKILL);
-        waitpid(c->pid, NULL, 0);
-    }
-    if (c->fd > 0)
-        close(c->fd);
-    c->pid = 0;
-    c->fd = -1;
-    c->have = 0;
-}
-
-/* The next line of the child's output within the deadline; false if none. */
-static bool next_line(child *c, char *line, size_t cap, uint64_t deadline)
-{
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->have);
-        if (nl) {
-            size_t len = (size_t)(nl - c->buf);
-            snprintf(line, cap, "%.*s", (int)len, c->buf);
-            memmove(c->buf, nl + 1, c->have - len - 1);
-            c->have -= len + 1;
-            return true;
-        }
-        uint64_t now = now_ms();
-        if (now >= deadline || c->have == sizeof c->buf)
-            return false;
-        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
-        if (poll(&pf, 1, (int)(deadline - now)) <= 0)
-            continue;
-        ssize_t n = read(c->fd, c->buf + c->have, sizeof c->buf - c->have);
-        if (n <= 0)
-            return false;
-        c->have += (size_t)n;
-    }
+    return child_start(argv);
 }
 
 static void expect_line(child *c, const char *want, unsigned timeout_ms)
 {
-    char buf[1024];
-    uint64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        if (!next_line(c, buf, sizeof buf, deadline)) {
-            fprintf(stderr, "no line \"%s\" within %u ms\n", want, timeout_ms);
-            fail();
-        }
-        if (strncmp(buf, want, strlen(want)) == 0)
-            return;
-        fprintf(stderr, "erl: %s\n", buf); /* anything else is shown, not matched */
-    }
+    expect_line_in(c, want, timeout_ms, false);
 }
 
 /* ---- the C side: a registered echo process and a GenServer */
@@ -474,19 +378,7 @@ static void test_elixir(void **state)
              "IO.inspect(:rpc.call(n, :echo, :echo, [%%{elixir: true}]))",
              g_node);
     char *argv[] = {elixir, "--sname", sname, "--cookie", "distcookie", "-e", eval, NULL};
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    child e = {0};
-    e.pid = fork();
-    if (e.pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    e.fd = p[0];
+    child e = child_start(argv);
     expect_line(&e, ":pong", 30000);
     expect_line(&e, "{:pong, {:hello, \"from elixir\"}}", 10000);
     expect_line(&e, "%{elixir: true}", 10000);
@@ -633,19 +525,7 @@ static void test_ticks_and_stalls(void **state)
              nodet);
     char *argv[] = {g_erl,          "-sname", sname,      "-setcookie", "distcookie", "-kernel",
                     "net_ticktime", "4",      "-noshell", "-eval",      eval,         NULL};
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    child e = {0};
-    e.pid = fork();
-    if (e.pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    e.fd = p[0];
+    child e = child_start(argv);
     expect_line(&e, "up", 20000);
     char want[400];
     snprintf(want, sizeof want, "still [%s]", nodet);

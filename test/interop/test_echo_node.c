@@ -26,138 +26,13 @@
 
 #include <cmocka.h>
 
+#include "interop/harness.h"
+
 static char g_erl[512], g_bin[512], g_host[256];
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool find_erl(void)
-{
-    const char *path = getenv("PATH");
-    if (!path)
-        return false;
-    char *dup = strdup(path), *save = NULL;
-    bool found = false;
-    for (char *d = strtok_r(dup, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        snprintf(g_erl, sizeof g_erl, "%s/erl", d);
-        found = access(g_erl, X_OK) == 0;
-    }
-    free(dup);
-    return found;
-}
-
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-typedef struct child {
-    pid_t pid;
-    int fd; /* its stdout, read without stdio: a FILE would hide lines from poll */
-    char buf[8192];
-    size_t have;
-} child;
-
-/* Children still running when a test fails: the group teardown kills them. */
-static pid_t g_children[8];
-
-static child start(char *const argv[])
-{
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    child c = {0};
-    c.pid = fork();
-    if (c.pid == 0) {
-        dup2(p[1], 1);
-        close(p[0]);
-        close(p[1]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    c.fd = p[0];
-    for (int i = 0; i < 8; i++)
-        if (!g_children[i]) {
-            g_children[i] = c.pid;
-            break;
-        }
-    return c;
-}
-
-static int kill_children(void **state)
-{
-    for (int i = 0; i < 8; i++)
-        if (g_children[i]) {
-            kill(g_children[i], SIGKILL);
-            waitpid(g_children[i], NULL, 0);
-            g_children[i] = 0;
-        }
-    return 0;
-}
-
-static bool next_line(child *c, char *line, size_t cap, uint64_t deadline)
-{
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->have);
-        if (nl) {
-            size_t len = (size_t)(nl - c->buf);
-            snprintf(line, cap, "%.*s", (int)len, c->buf);
-            memmove(c->buf, nl + 1, c->have - len - 1);
-            c->have -= len + 1;
-            return true;
-        }
-        uint64_t now = now_ms();
-        if (now >= deadline || c->have == sizeof c->buf)
-            return false;
-        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
-        if (poll(&pf, 1, (int)(deadline - now)) <= 0)
-            continue;
-        ssize_t n = read(c->fd, c->buf + c->have, sizeof c->buf - c->have);
-        if (n <= 0)
-            return false;
-        c->have += (size_t)n;
-    }
-}
 
 static void expect_line(child *c, const char *want, unsigned timeout_ms)
 {
-    char buf[2048];
-    uint64_t deadline = now_ms() + timeout_ms;
-    for (;;) {
-        if (!next_line(c, buf, sizeof buf, deadline)) {
-            fprintf(stderr, "no line \"%s\" within %u ms\n", want, timeout_ms);
-            fail();
-        }
-        if (strcmp(buf, want) == 0)
-            return;
-        fprintf(stderr, "got: %s\n", buf);
-        fail_msg("expected \"%s\"", want);
-    }
-}
-
-static void reap(child *c)
-{
-    if (c->pid > 0) {
-        kill(c->pid, SIGKILL);
-        waitpid(c->pid, NULL, 0);
-        for (int i = 0; i < 8; i++)
-            if (g_children[i] == c->pid)
-                g_children[i] = 0;
-    }
-    if (c->fd > 0)
-        close(c->fd);
-    c->pid = 0;
-    c->fd = -1;
+    expect_line_in(c, want, timeout_ms, true);
 }
 
 static const char script[] =
@@ -233,7 +108,7 @@ static void test_contract(void **state)
     snprintf(node, sizeof node, "%s@%s", sname, g_host);
     snprintf(ename, sizeof ename, "et%d", (int)getpid());
     char *nargv[] = {g_bin, "-sname", sname, "-setcookie", "labcookie", NULL};
-    child en = start(nargv);
+    child en = child_start(nargv);
     char want[400];
     snprintf(want, sizeof want, "ready %s", node);
     expect_line(&en, want, 15000);
@@ -242,7 +117,7 @@ static void test_contract(void **state)
     snprintf(eval, sizeof eval, script, node);
     char *eargv[] = {g_erl,      "-sname", ename, "-setcookie", "labcookie",
                      "-noshell", "-eval",  eval,  NULL};
-    child e = start(eargv);
+    child e = child_start(eargv);
     expect_line(&e, "ping pong", 20000);
     expect_line(&e, "call {hello,[1,2],<<\"b\">>}", 5000);
     expect_line(&e, "cast ok", 6000);
@@ -274,9 +149,7 @@ static void test_contract(void **state)
         usleep(10000);
     }
     assert_int_equal(r, en.pid);
-    for (int i = 0; i < 8; i++)
-        if (g_children[i] == en.pid)
-            g_children[i] = 0;
+    child_forget(en.pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
     en.pid = 0;
@@ -286,7 +159,7 @@ static void test_contract(void **state)
 int main(void)
 {
     const char *bin = getenv("OTP_BIN_DIR");
-    if (!find_erl() || !bin) {
+    if (!find_prog("erl", g_erl, sizeof g_erl) || !bin) {
         printf("SKIP: test_echo_node needs erl on PATH and OTP_BIN_DIR\n");
         return 77;
     }
@@ -295,5 +168,5 @@ int main(void)
     g_host[strcspn(g_host, ".")] = 0;
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_contract)};
-    return cmocka_run_group_tests_name("echo_node with erl", tests, NULL, kill_children);
+    return cmocka_run_group_tests_name("echo_node with erl", tests, NULL, reap_all);
 }
