@@ -92,7 +92,35 @@ typedef struct blob {
     struct blob *next;
     size_t len;
     uint8_t *data; /* malloc'd (an otp_buf's) */
+    /* A frame made by send_ctl, pass-through form: its control term's
+     * length, so header mode can rewrite it in place (to_header_mode);
+     * 0 for handshake bytes and ticks. */
+    size_t ctl_len;
+    bool payload;
 } blob;
+
+/* Pass-through [112][131 Ctl][131 Payload] to header mode with no atom
+ * references [131][68][0][Ctl][Payload], in place: the same length with a
+ * payload, one byte more without (send_ctl leaves room for it). */
+static void to_header_mode(blob *b)
+{
+    if (!b->ctl_len)
+        return;
+    uint8_t *body = b->data + 4;
+    memmove(body + 3, body + 2, b->ctl_len);
+    body[0] = 131;
+    body[1] = 68;
+    body[2] = 0;
+    if (!b->payload) {
+        b->len++;
+        uint32_t fl = (uint32_t)(b->len - 4);
+        b->data[0] = (uint8_t)(fl >> 24);
+        b->data[1] = (uint8_t)(fl >> 16);
+        b->data[2] = (uint8_t)(fl >> 8);
+        b->data[3] = (uint8_t)fl;
+    }
+    b->ctl_len = 0; /* done */
+}
 
 typedef struct conn conn;
 struct conn {
@@ -116,7 +144,9 @@ struct conn {
     bool writing;
     bool flush; /* frames queued this turn: kick the writer at its end */
     uint64_t flags;
+    bool header_mode; /* DIST_HDR_ATOM_CACHE or FRAGMENTS negotiated */
     uint64_t last_rx, last_tx, deadline;
+    otp__dist_rx rx; /* atom cache and fragments of what we read */
 };
 
 struct otp_node {
@@ -257,6 +287,7 @@ static void conn_free(conn *c)
     blob_free_list(c->sending);
     free(c->hs);
     free(c->rbuf);
+    otp__dist_rx_free(&c->rx);
     free(c);
     n->live_conns--;
     maybe_finished(n);
@@ -339,6 +370,7 @@ static conn *conn_new(otp_node *n, otp_term peer, bool initiator)
     c->n = n;
     c->peer = peer;
     c->fd = -1;
+    otp__dist_rx_init(&c->rx);
     c->initiator = initiator;
     c->state = initiator ? C_CONNECTING : C_HANDSHAKE;
     c->rop.data = c->sop.data = c;
@@ -364,6 +396,8 @@ static int queue_bytes(conn *c, const uint8_t *p, size_t len)
     b->data = d;
     b->len = len;
     b->next = NULL;
+    b->ctl_len = 0;
+    b->payload = false;
     if (c->oq_tail)
         c->oq_tail->next = b;
     else
@@ -451,12 +485,16 @@ static void go_up(conn *c)
         }
         conn_close(o, "replaced by a newer connection");
     }
+    c->header_mode = c->flags & (OTP__DF_DIST_HDR_ATOM_CACHE | OTP__DF_FRAGMENTS);
     free(c->hs);
     c->hs = NULL;
     c->state = C_UP;
     c->last_rx = c->last_tx = otp__now_ms();
     up_add(n, c->peer);
     if (c->pre) {
+        if (c->header_mode)
+            for (blob *b = c->pre; b; b = b->next)
+                to_header_mode(b);
         if (c->oq_tail)
             c->oq_tail->next = c->pre;
         else
@@ -603,62 +641,6 @@ static const char *link_or_monitor(conn *c, int64_t op, otp_term ctl, otp_term p
     return NULL;
 }
 
-int otp__dist_decode_frame(otp_arena *a, const uint8_t *b, size_t len, int64_t *op, otp_term *ctl,
-                           otp_term *msg, char *why, size_t cap)
-{
-    *msg = OTP_NONE;
-    if (len == 0)
-        return 1; /* a tick */
-    if (b[0] != 112) {
-        snprintf(why, cap, "frame starts with %u, not 112: header mode was not negotiated", b[0]);
-        return -1;
-    }
-    otp_decode_opts o = {0};
-    size_t used = 0;
-    otp_error err;
-    if (otp_decode(a, b + 1, len - 1, &o, ctl, &used, &err) < 0) {
-        snprintf(why, cap, "bad control message: %s at byte %zu", err.message, err.offset + 1);
-        return -1;
-    }
-    if (1 + used < len && otp_decode_exact(a, b + 1 + used, len - 1 - used, &o, msg, &err) < 0) {
-        snprintf(why, cap, "bad message payload: %s at byte %zu", err.message,
-                 err.offset + 1 + used);
-        return -1;
-    }
-    size_t ar = otp_is_tuple(*ctl) ? otp_tuple_arity(*ctl) : 0;
-    if (ar == 0 || otp_get_int64(otp_tuple_get(*ctl, 0), op) < 0 || *op < 1 || *op > CTL_MAX) {
-        snprintf(why, cap, "unknown control message");
-        return -1;
-    }
-    const char *bad = NULL;
-    switch (*op) {
-    case CTL_SEND:
-    case CTL_SEND_TT:
-    case CTL_SEND_SENDER:
-    case CTL_SEND_SENDER_TT:
-        if (ar < 3 || *msg == OTP_NONE || !otp_is_pid(otp_tuple_get(*ctl, 2)))
-            bad = "SEND without a pid or a message";
-        break;
-    case CTL_REG_SEND:
-    case CTL_REG_SEND_TT:
-        if (ar < 4 || *msg == OTP_NONE || !otp_is_atom(otp_tuple_get(*ctl, 3)))
-            bad = "REG_SEND without a name or a message";
-        break;
-    case CTL_SPAWN_REQUEST:
-    case CTL_SPAWN_REQUEST_TT:
-        if (ar < 6 || *msg == OTP_NONE)
-            bad = "SPAWN_REQUEST without its argument list";
-        break;
-    default:
-        break;
-    }
-    if (bad) {
-        snprintf(why, cap, "%s", bad);
-        return -1;
-    }
-    return 0;
-}
-
 /* One frame body (after the length). Returns NULL, or why the connection
  * must close. */
 static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why, size_t cap)
@@ -667,7 +649,7 @@ static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why
     otp_arena *a = n->sh->scratch;
     int64_t op = 0;
     otp_term ctl, msg;
-    int r = otp__dist_decode_frame(a, b, len, &op, &ctl, &msg, why, cap);
+    int r = otp__dist_decode_frame(&c->rx, a, b, len, &op, &ctl, &msg, why, cap);
     if (r == 0) {
         switch (op) {
         case CTL_SEND:
@@ -1025,6 +1007,8 @@ static void enqueue(otp_node *n, otp_term peer, blob *b)
         return;
     }
     if (c->state == C_UP) {
+        if (c->header_mode)
+            to_header_mode(b);
         if (c->oq_tail)
             c->oq_tail->next = b;
         else
@@ -1094,13 +1078,17 @@ static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, ot
 {
     otp_buf buf = {0};
     int rc = otp_buf_reserve(&buf, 64);
+    size_t ctl_len = 0;
     if (rc == 0) {
         buf.len = 5;
         buf.data[4] = 112;
         rc = otp_encode_buf(&buf, ctl, 0);
+        ctl_len = buf.len - 6; /* without its 131 */
     }
     if (rc == 0 && msg != OTP_NONE)
         rc = otp_encode_buf(&buf, msg, 0);
+    if (rc == 0 && msg == OTP_NONE)
+        rc = otp_buf_reserve(&buf, 1); /* room for header mode's extra byte */
     blob *b = rc == 0 ? malloc(sizeof *b) : NULL;
     if (!b) {
         otp_buf_free(&buf);
@@ -1114,6 +1102,8 @@ static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, ot
     b->data = buf.data;
     b->len = buf.len;
     b->next = NULL;
+    b->ctl_len = ctl_len;
+    b->payload = msg != OTP_NONE;
     if (sh && sh->index == n->home) {
         enqueue(n, peer, b);
         return 0;
@@ -1913,8 +1903,8 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     /* What this layer handles today: the mandatory set, and nothing that
      * would make a peer send what we cannot take yet. */
     n->flags = OTP__DF_REQUIRED | OTP__DF_UNICODE_IO | OTP__DF_SMALL_ATOM_TAGS | OTP__DF_SPAWN |
-               OTP__DF_DIST_MONITOR | OTP__DF_DIST_MONITOR_NAME |
-               (c.hidden ? 0 : OTP__DF_PUBLISHED);
+               OTP__DF_DIST_MONITOR | OTP__DF_DIST_MONITOR_NAME | OTP__DF_DIST_HDR_ATOM_CACHE |
+               OTP__DF_FRAGMENTS | (c.hidden ? 0 : OTP__DF_PUBLISHED);
     int rc;
     if (c.cookie) {
         n->cookie_len = strlen(c.cookie);

@@ -52,12 +52,27 @@ enum {
     OTP__CTL_UNLINK_ID = 35,
 };
 
-/* Decodes one pass-through frame body (the bytes after the u32 length)
- * into arena a: the control message's number, the control tuple and the
- * payload (OTP_NONE when there is none). Returns 0, 1 for a tick (an empty
- * body), or -1 with why (the connection must close). Checks the shape of
- * the control messages it acts on. Untrusted input: fuzzed. */
-int otp__dist_decode_frame(otp_arena *a, const uint8_t *b, size_t len, int64_t *op, otp_term *ctl,
-                           otp_term *msg, char *why, size_t cap);
+/* What a connection keeps to read header-mode frames: its atom cache (one
+ * per direction, filled by the peer's headers) and the fragmented messages
+ * it is assembling (dist_frame.c). */
+typedef struct otp__dist_rx {
+    otp_term cache[2048];
+    struct frag_seq *seqs;
+    size_t nseqs, capseqs;
+    size_t frag_bytes;
+} otp__dist_rx;
+void otp__dist_rx_init(otp__dist_rx *rx);
+void otp__dist_rx_free(otp__dist_rx *rx); /* abandoned sequences go with it */
+
+/* Decodes one frame body (the bytes after the u32 length) into arena a:
+ * pass-through (112), a normal header with atom cache references (131,
+ * 68), or a fragment (131, 69 / 131, 70). Returns 0 with the control
+ * message's number, the control tuple and the payload (OTP_NONE when there
+ * is none); 1 when there is nothing to act on yet (a tick, or a fragment
+ * of an unfinished message); -1 with why (the connection must close).
+ * Checks the shape of the control messages the node acts on. Untrusted
+ * input: fuzzed. */
+int otp__dist_decode_frame(otp__dist_rx *rx, otp_arena *a, const uint8_t *b, size_t len,
+                           int64_t *op, otp_term *ctl, otp_term *msg, char *why, size_t cap);
 
 #endif
