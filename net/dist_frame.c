@@ -187,6 +187,8 @@ static void drop_seq(otp__dist_rx *rx, frag_seq *s)
 
 static int append(otp__dist_rx *rx, frag_seq *s, const uint8_t *p, size_t n, char *why, size_t cap)
 {
+    if (n == 0)
+        return 0; /* an empty fragment: nothing to keep (and maybe no buffer yet) */
     if (rx->frag_bytes + n > MAX_FRAG_BYTES)
         return bad(why, cap, "fragmented messages over %u bytes in all", MAX_FRAG_BYTES);
     if (s->len + n > s->cap) {
@@ -283,7 +285,9 @@ int otp__dist_decode_frame(otp__dist_rx *rx, otp_arena *a, const uint8_t *b, siz
             s->next--;
             return 1;
         }
-        int r = decode_body(a, s->data, s->len, s->refs, s->nrefs, true, op, ctl, msg, why, cap);
+        int r = s->len ? decode_body(a, s->data, s->len, s->refs, s->nrefs, true, op, ctl, msg, why,
+                                     cap)
+                       : bad(why, cap, "fragmented message %llu is empty", (unsigned long long)seq);
         drop_seq(rx, s);
         return r;
     }

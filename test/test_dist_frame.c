@@ -196,6 +196,15 @@ static void test_fragments(void **state)
     fragment_start(&w, 9, 1);
     w.n -= 2, put(&w, "\x01\x02\x03\x04\x05\x06", 6);
     assert_int_equal(otp__dist_decode_frame(&rx, a, w.b, w.n, &op, &ctl, &msg, why, sizeof why), 0);
+    /* empty fragments (found by fuzzing): an empty message is an error */
+    bytes es = {.n = 0}, ec = {.n = 0};
+    put8(&es, 131), put8(&es, 69), put64(&es, 11), put64(&es, 2), put8(&es, 0);
+    put8(&ec, 131), put8(&ec, 70), put64(&ec, 11), put64(&ec, 1);
+    assert_int_equal(otp__dist_decode_frame(&rx, a, es.b, es.n, &op, &ctl, &msg, why, sizeof why),
+                     1);
+    assert_int_equal(otp__dist_decode_frame(&rx, a, ec.b, ec.n, &op, &ctl, &msg, why, sizeof why),
+                     -1);
+    assert_string_equal(why, "fragmented message 11 is empty");
     /* abandoned sequences are freed with the connection's state */
     assert_int_equal(rx.nseqs, 1);
     otp__dist_rx_free(&rx);
