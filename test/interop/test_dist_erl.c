@@ -593,6 +593,65 @@ static void test_connect_disconnect(void **state)
     reap(&e);
 }
 
+/* Order between a pair of processes holds across the connection, both
+ * ways, with the sender on a shard that is not the connection's. */
+static _Atomic int g_order_ok;
+
+static void order_sender_main(otp_proc *self, void *arg)
+{
+    otp_term m;
+    /* {go, ErlPid}: 20000 numbered messages to it, then receive its own */
+    if (otp_receive(self, NULL, NULL, 20000, &m) < 0 || otp_tuple_arity(m) != 2)
+        return;
+    otp_term peer = otp_tuple_get(m, 1);
+    otp_arena *a = otp_proc_arena(self);
+    for (int64_t i = 1; i <= 20000; i++) {
+        otp_send(self, peer, OTP_TUPLE(a, otp_atom("n"), otp_small(i)));
+        if (i % 256 == 0) {
+            otp_arena_reset(a);
+            otp_yield(self);
+        }
+    }
+    otp_send(self, peer, otp_atom("done"));
+    int64_t want = 1;
+    for (;;) {
+        if (otp_receive(self, NULL, NULL, 20000, &m) < 0)
+            return;
+        if (m == otp_atom("done"))
+            break;
+        int64_t v;
+        if (otp_tuple_arity(m) != 2 || otp_get_int64(otp_tuple_get(m, 1), &v) < 0 || v != want)
+            return;
+        want++;
+        otp_arena_reset(a);
+    }
+    if (want == 20001)
+        atomic_store(&g_order_ok, 1);
+}
+
+static void test_order_both_ways(void **state)
+{
+    otp_spawn_opts so = {.shard = 1, .name = otp_atom("order")}; /* home is shard 0 */
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, order_sender_main, NULL, &so, &pid, NULL), 0);
+    char sname[64], eval[1200];
+    snprintf(sname, sizeof sname, "o1_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "N = '%s', {order, N} ! {go, self()},"
+             "R = fun R(I) -> receive {n, I} -> R(I + 1); done -> I; Other -> {bad, I, Other} "
+             "after 20000 -> timeout end end,"
+             "io:format(\"received ~p~n\", [R(1)]),"
+             "[{order, N} ! {n, I} || I <- lists:seq(1, 20000)], {order, N} ! done,"
+             "timer:sleep(2000), halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "received 20001", 30000);
+    uint64_t deadline = now_ms() + 20000;
+    while (!atomic_load(&g_order_ok))
+        assert_true(now_ms() < deadline), usleep(1000);
+    reap(&e);
+}
+
 /* A send to a node we have no connection to connects to it. */
 static void test_first_send_connects(void **state)
 {
@@ -653,6 +712,7 @@ int main(void)
         cmocka_unit_test(test_pg),
         cmocka_unit_test(test_ticks_and_stalls),
         cmocka_unit_test(test_connect_disconnect),
+        cmocka_unit_test(test_order_both_ways),
         cmocka_unit_test(test_first_send_connects),
         cmocka_unit_test(test_wrong_cookie),
     };
