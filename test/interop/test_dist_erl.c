@@ -603,8 +603,8 @@ static void order_sender_main(otp_proc *self, void *arg)
     /* {go, ErlPid}: 20000 numbered messages to it, then receive its own */
     if (otp_receive(self, NULL, NULL, 20000, &m) < 0 || otp_tuple_arity(m) != 2)
         return;
-    otp_term peer = otp_tuple_get(m, 1);
-    otp_arena *a = otp_proc_arena(self);
+    otp_arena *keep = otp_arena_new(), *a = otp_proc_arena(self);
+    otp_term peer = otp_copy(keep, otp_tuple_get(m, 1)); /* outlives the resets below */
     for (int64_t i = 1; i <= 20000; i++) {
         otp_send(self, peer, OTP_TUPLE(a, otp_atom("n"), otp_small(i)));
         if (i % 256 == 0) {
@@ -616,17 +616,18 @@ static void order_sender_main(otp_proc *self, void *arg)
     int64_t want = 1;
     for (;;) {
         if (otp_receive(self, NULL, NULL, 20000, &m) < 0)
-            return;
+            break;
         if (m == otp_atom("done"))
             break;
         int64_t v;
         if (otp_tuple_arity(m) != 2 || otp_get_int64(otp_tuple_get(m, 1), &v) < 0 || v != want)
-            return;
+            break;
         want++;
         otp_arena_reset(a);
     }
     if (want == 20001)
         atomic_store(&g_order_ok, 1);
+    otp_arena_free(keep);
 }
 
 static void test_order_both_ways(void **state)
