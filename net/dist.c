@@ -312,7 +312,12 @@ static void conn_close(conn *c, const char *why)
     if (why)
         dlog(n, "connection to %s closed: %s", c->peer ? otp_atom_cstr(c->peer) : "(handshake)",
              why);
-    if (c->peer) {
+    /* A connection that gives way to a newer one to the same node (a
+     * simultaneous connect) is no nodedown. */
+    bool replaced = false;
+    for (conn *o = n->conns; o && c->peer; o = o->next)
+        replaced |= o != c && o->peer == c->peer && o->state != C_CLOSED;
+    if (c->peer && !replaced) {
         /* monitor_node: {nodedown, Node} to each process that asked, once */
         for (size_t i = 0; i < n->nnodemons;) {
             if (n->nodemons[i].node != c->peer) {
