@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "otp/etf.h"
 #include "otp/gen_server.h"
 #include "dist.h"
 #include "rt.h"
@@ -123,27 +124,43 @@ static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
         return false;
     otp_term pid = ft->el[0], tag = ft->el[1], ref = tag;
     bool alias = false;
+    f->tag_len = 0;
     if (otp_is_cons(tag)) {
         const otp__cons *c = otp__ptr(tag);
-        if (c->head != a_alias)
-            return false;
-        alias = true;
-        ref = c->tail;
+        if (c->head == a_alias) {
+            alias = true;
+            ref = c->tail;
+        }
     }
-    if (!otp_is_pid(pid) || !otp_is_ref(ref))
+    if (!otp_is_pid(pid))
         return false;
+    if (!otp_is_ref(ref)) {
+        /* Another tag (gen_server:multi_call's {Ref, Node}): kept encoded,
+         * when it is small enough to travel in the from. */
+        int64_t n = otp_encode(tag, 0, f->tag_etf, sizeof f->tag_etf);
+        if (n <= 0)
+            return false;
+        f->tag_len = (uint8_t)n;
+        alias = false;
+        ref = OTP_NONE;
+    }
     otp__pidv pv;
     otp__pid_view(pid, &pv);
-    const otp__ref *r = otp__ptr(ref);
-    size_t n = (size_t)otp__hdr_size(r->hdr);
     f->pid_node = pv.node;
     f->pid_id = pv.id;
     f->pid_serial = pv.serial;
     f->pid_creation = pv.creation;
-    f->ref_node = r->node;
-    f->ref_creation = r->creation;
-    memcpy(f->ref_words, r->words, sizeof f->ref_words);
-    f->ref_nwords = (uint8_t)n;
+    if (ref != OTP_NONE) {
+        const otp__ref *r = otp__ptr(ref);
+        size_t n = (size_t)otp__hdr_size(r->hdr);
+        f->ref_node = r->node;
+        f->ref_creation = r->creation;
+        memcpy(f->ref_words, r->words, n * sizeof f->ref_words[0]);
+        f->ref_nwords = (uint8_t)n;
+    } else {
+        f->ref_node = OTP_NONE;
+        f->ref_nwords = 0;
+    }
     f->alias = alias;
     f->priv_pid = pid;
     f->priv_tag = tag;
@@ -168,10 +185,16 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
             return otp__reply(self, to, from->priv_tag, from->priv_ref, reply);
     }
     otp_term pid = otp_pid(a, from->pid_node, from->pid_id, from->pid_serial, from->pid_creation);
-    otp_term ref =
-        otp_ref(a, from->ref_node, from->ref_creation, from->ref_words, from->ref_nwords);
+    otp_term ref = OTP_NONE, tag;
+    if (from->tag_len) {
+        /* a tag that is not a ref: as the caller sent it */
+        if (otp_decode(a, from->tag_etf, from->tag_len, NULL, &tag, NULL, NULL) < 0)
+            return -OTP_EBADARG;
+    } else {
+        ref = otp_ref(a, from->ref_node, from->ref_creation, from->ref_words, from->ref_nwords);
+        tag = from->alias ? otp_cons(a, a_alias, ref) : ref;
+    }
     otp_term to = otp__local_pid(rt, pid);
-    otp_term tag = from->alias ? otp_cons(a, a_alias, ref) : ref;
     if (!to) {
         /* A caller on another node: {Tag, Reply} to its pid, as gen:reply
          * does (a plain send works for alias tags too). */

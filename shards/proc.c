@@ -1459,7 +1459,7 @@ int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term
     uint64_t id = otp__ref_id(sh->rt, ref);
     s->ptr = (void *)(uintptr_t)id;
     s->b = OTP_NONE;
-    if (otp_is_cons(tag))
+    if (otp_is_cons(tag) && otp_head(tag) == atom_alias)
         s->flags |= OTP__SIGF_ALIAS;
     if (id && otp__drop_call_monitor(self, id, to))
         s->flags |= OTP__SIGF_DEMON;

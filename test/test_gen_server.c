@@ -1796,6 +1796,25 @@ static void raw_call_proc(otp_proc *self, void *arg)
     CHECK_INT(otp_send(self, s, req), 0);
     CHECK_INT(otp_receive(self, is_raw_reply, NULL, 2000, &msg), 0);
     CHECK_INT(int_of(otp_tuple_get(msg, 1)), 33);
+    /* a tag that is not a ref, as gen_server:multi_call's {Ref, Node}:
+     * answered from the callback, and later by another process */
+    g_raw_ref = OTP_TUPLE(a, otp_atom("tag"), otp_small(7));
+    CHECK_INT(otp_send(self, s,
+                       OTP_TUPLE(a, otp_atom("$gen_call"), OTP_TUPLE(a, otp_self(self), g_raw_ref),
+                                 otp_atom("get"))),
+              0);
+    CHECK_INT(otp_receive(self, is_raw_reply, NULL, 2000, &msg), 0);
+    CHECK_INT(int_of(otp_tuple_get(msg, 1)), 33);
+    otp_term helper;
+    otp_spawn_opts so = {.shard = 0};
+    CHECK_INT(otp_spawn(rt, self, replier_main, NULL, &so, &helper, NULL), 0);
+    g_raw_ref = OTP_TUPLE(a, otp_atom("tag"), otp_small(8));
+    CHECK_INT(otp_send(self, s,
+                       OTP_TUPLE(a, otp_atom("$gen_call"), OTP_TUPLE(a, otp_self(self), g_raw_ref),
+                                 OTP_TUPLE(a, otp_atom("hand_to"), helper))),
+              0);
+    CHECK_INT(otp_receive(self, is_raw_reply, NULL, 2000, &msg), 0);
+    CHECK_TERM(otp_tuple_get(msg, 1), "{helped,7}");
     CHECK_INT(otp_gen_server_stop(self, s, OTP_ATOM_NORMAL, 1000), 0);
 }
 

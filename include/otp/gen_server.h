@@ -31,6 +31,10 @@ typedef struct otp_from {
     uint32_t ref_words[5];
     uint8_t ref_nwords;
     bool alias; /* the tag was [alias | Ref] (OTP 24+ callers) */
+    /* Any other tag (gen_server:multi_call's {Ref, Node}, say), encoded;
+     * tag_len 0 when the tag is a ref. */
+    uint8_t tag_len;
+    uint8_t tag_etf[96];
     /* Private: the call's own terms, valid while the callback that
      * received it runs (a reply from there reuses them). */
     otp_term priv_pid, priv_tag, priv_ref;

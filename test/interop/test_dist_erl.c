@@ -162,6 +162,7 @@ static void test_erl_pings_sends_calls(void **state)
              "timeout~n\") end,"
              "io:format(\"call ~p~n\", [gen_server:call({gs, N}, {ping, [1,2,3], <<\"bin\">>}, "
              "5000)]),"
+             "io:format(\"multi ~p~n\", [gen_server:multi_call([N], gs, m, 5000)]),"
              "register(erlbox, self()), io:format(\"registered~n\"),"
              "receive {from_c, P} when node(P) =:= N -> io:format(\"got from_c~n\") after 10000 "
              "-> io:format(\"got timeout~n\") end,"
@@ -172,6 +173,9 @@ static void test_erl_pings_sends_calls(void **state)
     expect_line(&e, "ping pong", 20000);
     expect_line(&e, "echo hello", 5000);
     expect_line(&e, "call {pong,{ping,[1,2,3],<<\"bin\">>}}", 5000);
+    char multi[400];
+    snprintf(multi, sizeof multi, "multi {[{%s,{pong,m}}],[]}", g_node);
+    expect_line(&e, multi, 5000);
     expect_line(&e, "registered", 5000);
     /* our node is connected to it now */
     otp_term nodes[8];
