@@ -1815,17 +1815,6 @@ static otp_gs_ret gs_global_info(otp_proc *self, otp_term msg, void *state)
         otp_tuple_get(msg, 0) == otp_atom("EXIT") &&
         otp__local_pid(otp_proc_runtime(self), otp_tuple_get(msg, 1)))
         return otp_gs_stop(otp_tuple_get(msg, 2));
-    /* global's lockers use gen_server:multi_call, whose tag is {Ref, Node}:
-     * not a call our GenServer takes (it wants a ref), so it lands here. */
-    if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 3 &&
-        otp_tuple_get(msg, 0) == otp_atom("$gen_call")) {
-        otp_term from = otp_tuple_get(msg, 1);
-        if (otp_is_tuple(from) && otp_tuple_arity(from) == 2) {
-            otp_gs_ret r = gs_global_call(self, otp_tuple_get(msg, 2), NULL, state);
-            otp_arena *a = otp_proc_arena(self);
-            otp_send(self, otp_tuple_get(from, 0), OTP_TUPLE(a, otp_tuple_get(from, 1), r.reply));
-        }
-    }
     return otp_gs_noreply(); /* init_connect_ack, lost_connection...: nothing to do */
 }
 
