@@ -1736,7 +1736,6 @@ static void gcast(otp_proc *self, otp_term node, otp_term msg)
 
 static otp_gs_ret gs_global_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
 {
-    otp_arena *a = otp_proc_arena(self);
     size_t ar = otp_is_tuple(req) ? otp_tuple_arity(req) : 0;
     otp_term tag = ar ? otp_tuple_get(req, 0) : req;
     /* set_lock, del_lock, register, unregister, register_ext: granted */
@@ -1745,7 +1744,6 @@ static otp_gs_ret gs_global_call(otp_proc *self, otp_term req, const otp_from *f
         return otp_gs_reply(OTP_NIL);
     if (tag == otp_atom("get_protocol_version"))
         return otp_gs_reply(otp_small(8));
-    (void)a;
     return otp_gs_reply(otp_atom("true"));
 }
 
