@@ -15,10 +15,13 @@
  * connected socket to the home shard; the handshake (dist_handshake.c)
  * then runs on the shard, as it does for accepted connections.
  *
- * Framing: we advertise neither DIST_HDR_ATOM_CACHE nor FRAGMENTS, so every
- * frame is pass-through: 112, then the control term and the payload, each
- * with its 131. Ticks: every net_ticktime/4 a connection that wrote nothing
- * sends an empty frame; one that read nothing for net_ticktime is down.
+ * Framing: frames are encoded pass-through (112, then the control term and
+ * the payload, each with its 131); toward a peer that negotiated header
+ * mode (DIST_HDR_ATOM_CACHE or FRAGMENTS, which we advertise) the owner
+ * rewrites them in place as a header with no atom references. Reading
+ * both modes, the atom cache and fragments: dist_frame.c. Ticks: every
+ * net_ticktime/4 a connection that wrote nothing sends an empty frame; one
+ * that read nothing for net_ticktime is down.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

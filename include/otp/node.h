@@ -8,12 +8,13 @@
  * and the other sends accept remote pids and {Name, 'node@host'}: the first
  * send to a node connects to it, as in Erlang.
  *
- * Status of this first part of the distribution layer (see the issue):
- * handshake both ways, ticks, SEND / SEND_SENDER / REG_SEND in, SEND /
- * REG_SEND out, spawn requests (rpc:call, erpc:call into C functions),
- * pass-through framing; the flags advertised are what that supports.
- * Links, monitors and exits across nodes, calls from C to remote servers,
- * global, pg, atom cache and fragments come next.
+ * What works (see the issue for what does not yet): the handshake both
+ * ways, ticks, both framing modes (the atom cache and fragments are read;
+ * we send header frames without atom references, never fragmented), sends
+ * by pid and by name, links, exits and monitors across nodes (noconnection
+ * when a node is lost), monitor_node, gen_server calls both ways, spawn
+ * requests (rpc:call, erpc:call into C functions), and, on a visible node,
+ * global's connection protocol and the default pg scope.
  */
 #ifndef OTP_NODE_H
 #define OTP_NODE_H
