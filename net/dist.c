@@ -770,6 +770,15 @@ static void arm_recv(conn *c)
         if ((size_t)fl + 4 > need)
             need = (size_t)fl + 4; /* the whole frame at once */
     }
+    if (c->rcap > 4 * RBUF_START && need <= RBUF_START) {
+        /* A big frame went through: give its buffer back rather than keep
+         * megabytes per idle connection. */
+        uint8_t *p = realloc(c->rbuf, RBUF_START);
+        if (p) {
+            c->rbuf = p;
+            c->rcap = RBUF_START;
+        }
+    }
     if (need > c->rcap) {
         size_t cap = c->rcap ? c->rcap : RBUF_START;
         while (cap < need)
