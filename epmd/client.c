@@ -116,7 +116,7 @@ int otp__epmd_connect(const char *host, uint16_t port, uint64_t deadline, otp_er
         close(fd);
     }
     freeaddrinfo(res);
-    return otp__epmd_fail(err, OTP_EIO, "cannot connect to EPMD at %s:%u: %s", host, port,
+    return otp__epmd_fail(err, OTP_EIO, "cannot connect to %s port %u: %s", host, port,
                           strerror(last));
 }
 

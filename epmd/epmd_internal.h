@@ -12,9 +12,11 @@
 /* Fills err (if not NULL) with -code and the message; returns -code. */
 int otp__epmd_fail(otp_error *err, int code, const char *fmt, ...) OTP_PRINTF(3, 4);
 
-/* A blocking TCP connection to host:port (NULL: 127.0.0.1) made before the
- * CLOCK_MONOTONIC deadline (ms). The fd is non-blocking; the caller closes
- * it. Returns the fd or a negative OTP code with err filled. */
+/* A TCP connection to host:port (NULL: 127.0.0.1; names are resolved,
+ * which may block) made before the CLOCK_MONOTONIC deadline (ms), trying
+ * each address. The fd is non-blocking, close-on-exec, TCP_NODELAY; the
+ * caller closes it. Returns the fd or a negative OTP code with err filled.
+ * EPMD's client and the distribution's connector threads use it. */
 int otp__epmd_connect(const char *host, uint16_t port, uint64_t deadline, otp_error *err);
 int otp__epmd_send_all(int fd, const uint8_t *p, size_t len, uint64_t deadline);
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,18 @@ static int send_req(int fd, uint8_t code, const char *name)
     return 0;
 }
 
+/* An answer that was cut short (or failed), said as Erlang's epmd says it. */
+static int short_answer(char *buf, ssize_t n)
+{
+    if (n < 0) {
+        printf("epmd: failed to read answer from local epmd\n");
+        return 1;
+    }
+    buf[n] = 0;
+    printf("epmd: local epmd responded with <%s>\n", buf);
+    return 1;
+}
+
 static int cmd_names(uint16_t port)
 {
     int fd = connect_local(port);
@@ -178,13 +191,7 @@ static int cmd_kill(uint16_t port)
         printf("Killing not allowed - living nodes in database.\n");
         return 1;
     }
-    if (n < 0) {
-        printf("epmd: failed to read answer from local epmd\n");
-        return 1;
-    }
-    buf[n] = 0;
-    printf("epmd: local epmd responded with <%s>\n", buf);
-    return 1;
+    return short_answer(buf, n);
 }
 
 static int cmd_stop(uint16_t port, const char *name)
@@ -203,13 +210,7 @@ static int cmd_stop(uint16_t port, const char *name)
         printf("%s\n", buf); /* STOPPED, or NOEXIST (of NOEXISTSTOPPED) */
         return 0;
     }
-    if (n < 0) {
-        printf("epmd: failed to read answer from local epmd\n");
-        return 1;
-    }
-    buf[n] = 0;
-    printf("epmd: local epmd responded with <%s>\n", buf);
-    return 1;
+    return short_answer(buf, n);
 }
 
 /* ---- the server */
@@ -230,6 +231,22 @@ static void on_closed(void *arg)
 static void on_signal(int sig)
 {
     g_quit = 1;
+}
+
+/* "epmd: Wed Dec  2 05:00:10 2026: text" on stderr, Erlang's log format. */
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+    time_t now = time(NULL);
+    char when[32];
+    ctime_r(&now, when);
+    when[strcspn(when, "\n")] = 0;
+    fprintf(stderr, "epmd: %s: ", when);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
 }
 
 static void daemonize(void)
@@ -276,14 +293,9 @@ static int serve(otp__epmd_srv_config *cfg, bool daemon)
     r = otp__epmd_srv_start(io, cfg, &srv);
     if (r == -EADDRINUSE) {
         /* Erlang's epmd exits quietly: one epmd per port is the point. */
-        if (cfg->debug) {
-            time_t now = time(NULL);
-            char when[32];
-            ctime_r(&now, when);
-            when[strcspn(when, "\n")] = 0;
-            fprintf(stderr, "epmd: %s: there is already a epmd running at port %u on ipaddr %s\n",
-                    when, cfg->port, cfg->addresses ? cfg->addresses : "0.0.0.0");
-        }
+        if (cfg->debug)
+            log_line("there is already a epmd running at port %u on ipaddr %s", cfg->port,
+                     cfg->addresses ? cfg->addresses : "0.0.0.0");
         otp__io_destroy(io);
         return 0;
     }
@@ -309,13 +321,8 @@ static int serve(otp__epmd_srv_config *cfg, bool daemon)
             otp__epmd_srv_tick(srv, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
         }
     }
-    if (g_killed) { /* Erlang's epmd says so with or without -d */
-        time_t now = time(NULL);
-        char when[32];
-        ctime_r(&now, when);
-        when[strcspn(when, "\n")] = 0;
-        fprintf(stderr, "epmd: %s: got KILL_REQ - terminates normal\n", when);
-    }
+    if (g_killed) /* Erlang's epmd says so with or without -d */
+        log_line("got KILL_REQ - terminates normal");
     otp__io_destroy(io);
     return 0;
 }

@@ -24,12 +24,8 @@
  * that read nothing for net_ticktime is down.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -55,40 +51,6 @@
 #define PRE_MAX    (64u << 20) /* bytes queued for a node still connecting */
 
 enum { C_CONNECTING, C_HANDSHAKE, C_UP, C_CLOSED };
-
-/* Control message numbers (dist-protocol.md §4). */
-enum {
-    CTL_LINK = 1,
-    CTL_SEND = 2,
-    CTL_EXIT = 3,
-    CTL_UNLINK = 4,
-    CTL_REG_SEND = 6,
-    CTL_GROUP_LEADER = 7,
-    CTL_EXIT2 = 8,
-    CTL_SEND_TT = 12,
-    CTL_EXIT_TT = 13,
-    CTL_REG_SEND_TT = 16,
-    CTL_EXIT2_TT = 18,
-    CTL_MONITOR_P = 19,
-    CTL_DEMONITOR_P = 20,
-    CTL_MONITOR_P_EXIT = 21,
-    CTL_SEND_SENDER = 22,
-    CTL_SEND_SENDER_TT = 23,
-    CTL_PAYLOAD_EXIT = 24,
-    CTL_PAYLOAD_EXIT_TT = 25,
-    CTL_PAYLOAD_EXIT2 = 26,
-    CTL_PAYLOAD_EXIT2_TT = 27,
-    CTL_PAYLOAD_MONITOR_P_EXIT = 28,
-    CTL_SPAWN_REQUEST = 29,
-    CTL_SPAWN_REQUEST_TT = 30,
-    CTL_SPAWN_REPLY = 31,
-    CTL_SPAWN_REPLY_TT = 32,
-    CTL_ALIAS_SEND = 33,
-    CTL_ALIAS_SEND_TT = 34,
-    CTL_UNLINK_ID = 35,
-    CTL_UNLINK_ID_ACK = 36,
-    CTL_MAX = 37, /* ALTACT_SIG_SEND (OTP 28) */
-};
 
 /* Bytes to write: a frame, or handshake bytes. */
 typedef struct blob {
@@ -564,22 +526,22 @@ static const char *link_or_monitor(conn *c, int64_t op, otp_term ctl, otp_term p
     size_t ar = otp_tuple_arity(ctl);
     otp_arena *ta = NULL;
     switch (op) {
-    case CTL_LINK: /* {1, From, To} */
-    case CTL_UNLINK: {
+    case OTP__CTL_LINK: /* {1, From, To} */
+    case OTP__CTL_UNLINK: {
         otp_term from = otp_tuple_get(ctl, 1), to = local_of(n, otp_tuple_get(ctl, 2));
         if (ar != 3 || !otp_is_pid(from))
             return "LINK/UNLINK of the wrong shape";
         if (to)
-            route_remote(n, op == CTL_LINK ? OTP__SIG_LINK : OTP__SIG_UNLINK, to, 0, OTP_NONE, from,
-                         OTP_NONE);
-        else if (op == CTL_LINK && (ta = otp_arena_new())) /* a dead pid: noproc back */
-            send_ctl(
-                n, n->sh, c->peer,
-                OTP_TUPLE(ta, otp_small(CTL_EXIT), otp_tuple_get(ctl, 2), from, otp_atom("noproc")),
-                OTP_NONE);
+            route_remote(n, op == OTP__CTL_LINK ? OTP__SIG_LINK : OTP__SIG_UNLINK, to, 0, OTP_NONE,
+                         from, OTP_NONE);
+        else if (op == OTP__CTL_LINK && (ta = otp_arena_new())) /* a dead pid: noproc back */
+            send_ctl(n, n->sh, c->peer,
+                     OTP_TUPLE(ta, otp_small(OTP__CTL_EXIT), otp_tuple_get(ctl, 2), from,
+                               otp_atom("noproc")),
+                     OTP_NONE);
         break;
     }
-    case CTL_UNLINK_ID: { /* {35, Id, From, To}: unlink, then the ack */
+    case OTP__CTL_UNLINK_ID: { /* {35, Id, From, To}: unlink, then the ack */
         otp_term from = otp_tuple_get(ctl, 2), to = local_of(n, otp_tuple_get(ctl, 3));
         if (ar != 4 || !otp_is_pid(from))
             return "UNLINK_ID of the wrong shape";
@@ -587,54 +549,55 @@ static const char *link_or_monitor(conn *c, int64_t op, otp_term ctl, otp_term p
             route_remote(n, OTP__SIG_UNLINK, to, 0, OTP_NONE, from, OTP_NONE);
         if ((ta = otp_arena_new()))
             send_ctl(n, n->sh, c->peer,
-                     OTP_TUPLE(ta, otp_small(CTL_UNLINK_ID_ACK), otp_tuple_get(ctl, 1),
+                     OTP_TUPLE(ta, otp_small(OTP__CTL_UNLINK_ID_ACK), otp_tuple_get(ctl, 1),
                                otp_tuple_get(ctl, 3), from),
                      OTP_NONE);
         break;
     }
-    case CTL_UNLINK_ID_ACK:
-        break;              /* our unlink is done: nothing was kept waiting for it */
-    case CTL_EXIT:          /* {3, From, To, Reason} */
-    case CTL_EXIT2:         /* {8, From, To, Reason} */
-    case CTL_PAYLOAD_EXIT:  /* {24, From, To} + Reason */
-    case CTL_PAYLOAD_EXIT2: /* {26, From, To} + Reason */
-    case CTL_EXIT_TT:
-    case CTL_EXIT2_TT:
-    case CTL_PAYLOAD_EXIT_TT:
-    case CTL_PAYLOAD_EXIT2_TT: {
-        bool payload_form = op >= CTL_PAYLOAD_EXIT;
-        bool link = op == CTL_EXIT || op == CTL_EXIT_TT || op == CTL_PAYLOAD_EXIT ||
-                    op == CTL_PAYLOAD_EXIT_TT;
+    case OTP__CTL_UNLINK_ID_ACK:
+        break;                   /* our unlink is done: nothing was kept waiting for it */
+    case OTP__CTL_EXIT:          /* {3, From, To, Reason} */
+    case OTP__CTL_EXIT2:         /* {8, From, To, Reason} */
+    case OTP__CTL_PAYLOAD_EXIT:  /* {24, From, To} + Reason */
+    case OTP__CTL_PAYLOAD_EXIT2: /* {26, From, To} + Reason */
+    case OTP__CTL_EXIT_TT:
+    case OTP__CTL_EXIT2_TT:
+    case OTP__CTL_PAYLOAD_EXIT_TT:
+    case OTP__CTL_PAYLOAD_EXIT2_TT: {
+        bool payload_form = op >= OTP__CTL_PAYLOAD_EXIT;
+        bool link = op == OTP__CTL_EXIT || op == OTP__CTL_EXIT_TT || op == OTP__CTL_PAYLOAD_EXIT ||
+                    op == OTP__CTL_PAYLOAD_EXIT_TT;
         otp_term from = otp_tuple_get(ctl, 1), to = local_of(n, otp_tuple_get(ctl, 2));
-        otp_term reason = payload_form                                ? payload
-                          : (op == CTL_EXIT_TT || op == CTL_EXIT2_TT) ? otp_tuple_get(ctl, 4)
-                                                                      : otp_tuple_get(ctl, 3);
+        otp_term reason = payload_form ? payload
+                          : (op == OTP__CTL_EXIT_TT || op == OTP__CTL_EXIT2_TT)
+                              ? otp_tuple_get(ctl, 4)
+                              : otp_tuple_get(ctl, 3);
         if (ar < 3 || !otp_is_pid(from) || reason == OTP_NONE)
             return "EXIT of the wrong shape";
         if (to)
             route_remote(n, OTP__SIG_EXIT, to, link ? OTP__SIGF_LINK : 0, reason, from, OTP_NONE);
         break;
     }
-    case CTL_MONITOR_P:     /* {19, From, ToProc, Ref} */
-    case CTL_DEMONITOR_P: { /* {20, From, ToProc, Ref} */
+    case OTP__CTL_MONITOR_P:     /* {19, From, ToProc, Ref} */
+    case OTP__CTL_DEMONITOR_P: { /* {20, From, ToProc, Ref} */
         otp_term from = otp_tuple_get(ctl, 1), proc = otp_tuple_get(ctl, 2);
         otp_term ref = otp_tuple_get(ctl, 3), to = local_of(n, proc);
         if (ar != 4 || !otp_is_pid(from) || !otp_is_ref(ref))
             return "MONITOR_P/DEMONITOR_P of the wrong shape";
         if (to)
-            route_remote(n, op == CTL_MONITOR_P ? OTP__SIG_MONITOR : OTP__SIG_DEMONITOR, to, 0, ref,
-                         from, proc);
-        else if (op == CTL_MONITOR_P && (ta = otp_arena_new()))
-            send_ctl(
-                n, n->sh, c->peer,
-                OTP_TUPLE(ta, otp_small(CTL_MONITOR_P_EXIT), proc, from, ref, otp_atom("noproc")),
-                OTP_NONE);
+            route_remote(n, op == OTP__CTL_MONITOR_P ? OTP__SIG_MONITOR : OTP__SIG_DEMONITOR, to, 0,
+                         ref, from, proc);
+        else if (op == OTP__CTL_MONITOR_P && (ta = otp_arena_new()))
+            send_ctl(n, n->sh, c->peer,
+                     OTP_TUPLE(ta, otp_small(OTP__CTL_MONITOR_P_EXIT), proc, from, ref,
+                               otp_atom("noproc")),
+                     OTP_NONE);
         break;
     }
-    case CTL_MONITOR_P_EXIT:           /* {21, FromProc, ToPid, Ref, Reason} */
-    case CTL_PAYLOAD_MONITOR_P_EXIT: { /* {28, FromProc, ToPid, Ref} + Reason */
+    case OTP__CTL_MONITOR_P_EXIT:           /* {21, FromProc, ToPid, Ref, Reason} */
+    case OTP__CTL_PAYLOAD_MONITOR_P_EXIT: { /* {28, FromProc, ToPid, Ref} + Reason */
         otp_term to = local_of(n, otp_tuple_get(ctl, 2)), ref = otp_tuple_get(ctl, 3);
-        otp_term reason = op == CTL_MONITOR_P_EXIT ? otp_tuple_get(ctl, 4) : payload;
+        otp_term reason = op == OTP__CTL_MONITOR_P_EXIT ? otp_tuple_get(ctl, 4) : payload;
         if (ar < 4 || !otp_is_ref(ref) || reason == OTP_NONE)
             return "MONITOR_P_EXIT of the wrong shape";
         uint64_t id = otp__ref_id(n->rt, ref);
@@ -660,18 +623,18 @@ static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why
     int r = otp__dist_decode_frame(&c->rx, a, b, len, &op, &ctl, &msg, why, cap);
     if (r == 0) {
         switch (op) {
-        case CTL_SEND:
-        case CTL_SEND_TT:
-        case CTL_SEND_SENDER:
-        case CTL_SEND_SENDER_TT:
+        case OTP__CTL_SEND:
+        case OTP__CTL_SEND_TT:
+        case OTP__CTL_SEND_SENDER:
+        case OTP__CTL_SEND_SENDER_TT:
             deliver(n, otp_tuple_get(ctl, 2), msg);
             break;
-        case CTL_REG_SEND:
-        case CTL_REG_SEND_TT:
+        case OTP__CTL_REG_SEND:
+        case OTP__CTL_REG_SEND_TT:
             deliver(n, otp_tuple_get(ctl, 3), msg);
             break;
-        case CTL_SPAWN_REQUEST:
-        case CTL_SPAWN_REQUEST_TT: {
+        case OTP__CTL_SPAWN_REQUEST:
+        case OTP__CTL_SPAWN_REQUEST_TT: {
             const char *bad = spawn_request(c, ctl, msg);
             if (bad) {
                 snprintf(why, cap, "%s", bad);
@@ -920,45 +883,11 @@ static void *connector(void *arg)
         snprintf(j->why, sizeof j->why, "%.200s speaks distribution versions %u..%u, not 6",
                  j->peer, info.lowest, info.highest);
     } else {
-        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-        char port[8];
-        snprintf(port, sizeof port, "%u", info.port);
-        int g = getaddrinfo(at + 1, port, &hints, &res);
-        if (g != 0) {
-            snprintf(j->why, sizeof j->why, "cannot resolve %.200s: %s", at + 1, gai_strerror(g));
-        } else {
-            int last = ECONNREFUSED;
-            for (struct addrinfo *ai = res; ai && j->fd < 0; ai = ai->ai_next) {
-                int fd = otp__tcp_socket(ai->ai_family);
-                if (fd < 0)
-                    continue;
-                int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
-                if (r < 0 && errno == EINPROGRESS) {
-                    struct pollfd p = {.fd = fd, .events = POLLOUT};
-                    uint64_t now = otp__now_ms(), end = start + n->setup_ms;
-                    int left = now < end ? (int)(end - now) : 0;
-                    if (poll(&p, 1, left) == 1) {
-                        int so = 0;
-                        socklen_t sl = sizeof so;
-                        getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl);
-                        r = so ? -1 : 0;
-                        errno = so;
-                    } else {
-                        errno = ETIMEDOUT;
-                    }
-                }
-                if (r == 0) {
-                    j->fd = fd;
-                } else {
-                    last = errno;
-                    close(fd);
-                }
-            }
-            freeaddrinfo(res);
-            if (j->fd < 0)
-                snprintf(j->why, sizeof j->why, "cannot connect to %.200s port %u: %s", at + 1,
-                         info.port, strerror(last));
-        }
+        int fd = otp__epmd_connect(at + 1, info.port, start + n->setup_ms, &err);
+        if (fd < 0)
+            snprintf(j->why, sizeof j->why, "%s", err.message);
+        else
+            j->fd = fd;
     }
     if (otp__shard_post(n->rt, n->home, connected_here, j) < 0) {
         /* out of memory: nothing can tell the shard; leak rather than crash */
@@ -1186,11 +1115,11 @@ int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term des
         return -OTP_ENOMEM;
     if (otp_is_pid(dest)) {
         peer = pid_node(dest);
-        ctl = OTP_TUPLE(a, otp_small(CTL_SEND), a_empty, dest);
+        ctl = OTP_TUPLE(a, otp_small(OTP__CTL_SEND), a_empty, dest);
     } else {
         peer = otp_tuple_get(dest, 1);
-        ctl = OTP_TUPLE(a, otp_small(CTL_REG_SEND), self ? otp_self(self) : n->net_kernel, a_empty,
-                        otp_tuple_get(dest, 0));
+        ctl = OTP_TUPLE(a, otp_small(OTP__CTL_REG_SEND), self ? otp_self(self) : n->net_kernel,
+                        a_empty, otp_tuple_get(dest, 0));
     }
     int rc = send_ctl(n, sh, peer, ctl, msg);
     otp_arena_free(a);
@@ -1317,7 +1246,7 @@ static void rpc_done(void *arg)
     if (j->monitor && dist_of(n->rt) == n) {
         otp_term reason = j->reason ? j->reason : otp_atom("killed");
         otp_term ctl =
-            OTP_TUPLE(j->a, otp_small(CTL_MONITOR_P_EXIT), j->pid, j->from, j->req_id, reason);
+            OTP_TUPLE(j->a, otp_small(OTP__CTL_MONITOR_P_EXIT), j->pid, j->from, j->req_id, reason);
         send_ctl(n, sh, j->peer, ctl, OTP_NONE);
     }
     otp_arena_free(j->a);
@@ -1419,14 +1348,14 @@ static const char *spawn_request(conn *c, otp_term ctl, otp_term args)
             /* The reply goes out before anything the process sends: it is
              * queued now, the process runs later on this shard. */
             send_ctl(n, sh, c->peer,
-                     OTP_TUPLE(ta, otp_small(CTL_SPAWN_REPLY), req_id, from,
+                     OTP_TUPLE(ta, otp_small(OTP__CTL_SPAWN_REPLY), req_id, from,
                                otp_small(monitor ? 2 : 0), j->pid),
                      OTP_NONE);
         }
     }
     if (bad != OTP_NONE)
         send_ctl(n, sh, c->peer,
-                 OTP_TUPLE(ta, otp_small(CTL_SPAWN_REPLY), req_id, from, otp_small(0), bad),
+                 OTP_TUPLE(ta, otp_small(OTP__CTL_SPAWN_REPLY), req_id, from, otp_small(0), bad),
                  OTP_NONE);
     otp_arena_free(ta);
     return NULL;

@@ -41,15 +41,39 @@ int otp__pg_start(otp_runtime *rt, unsigned shard, otp_term *pid);
 /* The node a remote pid or {Name, Node} belongs to; OTP_NONE otherwise. */
 otp_term otp__dist_node_of(otp_term t);
 
-/* Control message numbers the runtime builds (dist-protocol.md §4). */
+/* Control message numbers (dist-protocol.md §4), for the runtime, the
+ * connections and the frame reader. */
 enum {
     OTP__CTL_LINK = 1,
+    OTP__CTL_SEND = 2,
     OTP__CTL_EXIT = 3,
+    OTP__CTL_UNLINK = 4,
+    OTP__CTL_REG_SEND = 6,
+    OTP__CTL_GROUP_LEADER = 7,
     OTP__CTL_EXIT2 = 8,
+    OTP__CTL_SEND_TT = 12,
+    OTP__CTL_EXIT_TT = 13,
+    OTP__CTL_REG_SEND_TT = 16,
+    OTP__CTL_EXIT2_TT = 18,
     OTP__CTL_MONITOR_P = 19,
     OTP__CTL_DEMONITOR_P = 20,
     OTP__CTL_MONITOR_P_EXIT = 21,
+    OTP__CTL_SEND_SENDER = 22,
+    OTP__CTL_SEND_SENDER_TT = 23,
+    OTP__CTL_PAYLOAD_EXIT = 24,
+    OTP__CTL_PAYLOAD_EXIT_TT = 25,
+    OTP__CTL_PAYLOAD_EXIT2 = 26,
+    OTP__CTL_PAYLOAD_EXIT2_TT = 27,
+    OTP__CTL_PAYLOAD_MONITOR_P_EXIT = 28,
+    OTP__CTL_SPAWN_REQUEST = 29,
+    OTP__CTL_SPAWN_REQUEST_TT = 30,
+    OTP__CTL_SPAWN_REPLY = 31,
+    OTP__CTL_SPAWN_REPLY_TT = 32,
+    OTP__CTL_ALIAS_SEND = 33,
+    OTP__CTL_ALIAS_SEND_TT = 34,
     OTP__CTL_UNLINK_ID = 35,
+    OTP__CTL_UNLINK_ID_ACK = 36,
+    OTP__CTL_MAX = 37, /* ALTACT_SIG_SEND (OTP 28) */
 };
 
 /* What a connection keeps to read header-mode frames: its atom cache (one

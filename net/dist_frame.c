@@ -16,19 +16,6 @@
 #define MAX_SEQS       256          /* fragmented messages in progress */
 #define MAX_FRAG_BYTES (512u << 20) /* their bytes together */
 
-/* Control message numbers checked here (dist-protocol.md §4). */
-enum {
-    CTL_SEND = 2,
-    CTL_REG_SEND = 6,
-    CTL_SEND_TT = 12,
-    CTL_REG_SEND_TT = 16,
-    CTL_SEND_SENDER = 22,
-    CTL_SEND_SENDER_TT = 23,
-    CTL_SPAWN_REQUEST = 29,
-    CTL_SPAWN_REQUEST_TT = 30,
-    CTL_MAX = 37,
-};
-
 typedef struct frag_seq {
     uint64_t seq, next; /* the FragId the next fragment must carry */
     otp_term *refs;
@@ -144,23 +131,23 @@ static int decode_body(otp_arena *a, const uint8_t *b, size_t len, const otp_ter
     if (used < len && otp_decode_exact(a, b + used, len - used, &o, msg, &err) < 0)
         return bad(why, cap, "bad message payload: %s at byte %zu", err.message, err.offset + used);
     size_t ar = otp_is_tuple(*ctl) ? otp_tuple_arity(*ctl) : 0;
-    if (ar == 0 || otp_get_int64(otp_tuple_get(*ctl, 0), op) < 0 || *op < 1 || *op > CTL_MAX)
+    if (ar == 0 || otp_get_int64(otp_tuple_get(*ctl, 0), op) < 0 || *op < 1 || *op > OTP__CTL_MAX)
         return bad(why, cap, "unknown control message");
     switch (*op) {
-    case CTL_SEND:
-    case CTL_SEND_TT:
-    case CTL_SEND_SENDER:
-    case CTL_SEND_SENDER_TT:
+    case OTP__CTL_SEND:
+    case OTP__CTL_SEND_TT:
+    case OTP__CTL_SEND_SENDER:
+    case OTP__CTL_SEND_SENDER_TT:
         if (ar < 3 || *msg == OTP_NONE || !otp_is_pid(otp_tuple_get(*ctl, 2)))
             return bad(why, cap, "SEND without a pid or a message");
         break;
-    case CTL_REG_SEND:
-    case CTL_REG_SEND_TT:
+    case OTP__CTL_REG_SEND:
+    case OTP__CTL_REG_SEND_TT:
         if (ar < 4 || *msg == OTP_NONE || !otp_is_atom(otp_tuple_get(*ctl, 3)))
             return bad(why, cap, "REG_SEND without a name or a message");
         break;
-    case CTL_SPAWN_REQUEST:
-    case CTL_SPAWN_REQUEST_TT:
+    case OTP__CTL_SPAWN_REQUEST:
+    case OTP__CTL_SPAWN_REQUEST_TT:
         if (ar < 6 || *msg == OTP_NONE)
             return bad(why, cap, "SPAWN_REQUEST without its argument list");
         break;
