@@ -980,7 +980,6 @@ static void enqueue(otp_node *n, otp_term peer, blob *b)
 }
 
 typedef struct send_job {
-    otp_runtime *rt;
     otp_term peer;
     blob *b;
 } send_job;
@@ -1059,7 +1058,6 @@ static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, ot
         blob_free_list(b);
         return -OTP_ENOMEM;
     }
-    j->rt = n->rt;
     j->peer = peer;
     j->b = b;
     if (otp__shard_post(n->rt, n->home, send_here, j) < 0) {
@@ -1575,6 +1573,14 @@ static void start_here(otp__shard *sh, void *arg)
 static void stop_job(otp__shard *sh, void *arg)
 {
     otp_node *n = arg;
+    /* The node's own servers end as the runtime's stop ends them: their
+     * terminate runs once they are out of the callback they are in. */
+    const otp_term servers[] = {n->net_kernel, n->global, n->pg};
+    for (size_t i = 0; i < sizeof servers / sizeof servers[0]; i++) {
+        otp_proc *p = servers[i] ? otp__proc_lookup(sh, servers[i]) : NULL;
+        if (p && p->state != OTP__P_EXITING && p->beh && p->beh->shutdown)
+            p->beh->shutdown(p);
+    }
     if (!n->stopping) {
         stop_here(sh, &n->svc);
         return;
@@ -1746,21 +1752,9 @@ static otp_gs_ret gs_global_cast(otp_proc *self, otp_term msg, void *state)
     return otp_gs_noreply();
 }
 
-static otp_gs_ret gs_global_info(otp_proc *self, otp_term msg, void *state)
-{
-    /* otp_node_stop's exit signal (we trap exits so terminate frees us);
-     * the runtime's own stop goes through terminate too. */
-    if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 3 &&
-        otp_tuple_get(msg, 0) == otp_atom("EXIT") &&
-        otp__local_pid(otp_proc_runtime(self), otp_tuple_get(msg, 1)))
-        return otp_gs_stop(otp_tuple_get(msg, 2));
-    return otp_gs_noreply(); /* init_connect_ack, lost_connection...: nothing to do */
-}
-
 static const otp_gen_server_ops global_ops = {.init = gs_global_init,
                                               .handle_call = gs_global_call,
                                               .handle_cast = gs_global_cast,
-                                              .handle_info = gs_global_info,
                                               .terminate = gs_global_terminate};
 
 static int read_cookie(char *out, size_t cap, size_t *len)
@@ -1780,11 +1774,6 @@ static int read_cookie(char *out, size_t cap, size_t *len)
     out[n] = 0;
     *len = n;
     return n ? 0 : -1;
-}
-
-static void killer(otp_proc *self, void *arg)
-{
-    otp_exit(self, (otp_term)(uintptr_t)arg, otp_atom("shutdown"));
 }
 
 static void quiesce_job(otp__shard *sh, void *arg)
@@ -1887,7 +1876,7 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     if (!c.hidden) {
         /* global talks to visible nodes only */
         a_gns = otp_atom("global_name_server");
-        otp_gen_server_opts gso = {.shard = (int)c.shard, .name = a_gns, .trap_exit = true};
+        otp_gen_server_opts gso = {.shard = (int)c.shard, .name = a_gns};
         if (otp_gen_server_start(rt, NULL, &global_ops, OTP_NIL, &gso, &n->global, &reason) < 0)
             dlog(n, "cannot start global_name_server");
         if (otp__pg_start(rt, c.shard, &n->pg) < 0)
@@ -1908,16 +1897,6 @@ void otp_node_stop(otp_node *n)
     if (!n)
         return;
     otp_runtime *rt = n->rt;
-    if (atomic_load(&rt->state) == OTP__RT_RUNNING) {
-        otp_spawn_opts so = {.shard = (int)n->home};
-        otp_term pid;
-        if (n->net_kernel)
-            otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->net_kernel, &so, &pid, NULL);
-        if (n->global)
-            otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->global, &so, &pid, NULL);
-        if (n->pg)
-            otp_spawn(rt, NULL, killer, (void *)(uintptr_t)n->pg, &so, &pid, NULL);
-    }
     atomic_store_explicit(&rt->dist, NULL, memory_order_release);
     if (!atomic_load(&n->finished)) {
         /* Every shard passes a point after the store: no send in progress

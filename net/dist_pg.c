@@ -41,7 +41,7 @@ typedef struct scope {
     size_t nw, capw;
 } scope;
 
-static otp_term a_discover, a_sync, a_join, a_leave, a_down, a_exit, a_gen_cast;
+static otp_term a_discover, a_sync, a_join, a_leave, a_down, a_gen_cast;
 
 static bool grow(void **arr, size_t *cap, size_t n, size_t size)
 {
@@ -272,8 +272,6 @@ static otp_gs_ret pg_info(otp_proc *self, otp_term msg, void *state)
             broadcast(self, s, OTP_TUPLE(a, a_leave, otp_self(self), pid, groups));
         return otp_gs_noreply();
     }
-    if (ar == 3 && tag == a_exit && otp__local_pid_of(self, otp_tuple_get(msg, 1)))
-        return otp_gs_stop(otp_tuple_get(msg, 2)); /* otp_node_stop */
     return otp_gs_noreply();
 }
 
@@ -291,10 +289,9 @@ int otp__pg_start(otp_runtime *rt, unsigned shard, otp_term *pid)
         a_join = otp_atom("join");
         a_leave = otp_atom("leave");
         a_down = otp_atom("DOWN");
-        a_exit = otp_atom("EXIT");
         a_gen_cast = otp_atom("$gen_cast");
     }
-    otp_gen_server_opts o = {.shard = (int)shard, .name = otp_atom("pg"), .trap_exit = true};
+    otp_gen_server_opts o = {.shard = (int)shard, .name = otp_atom("pg")};
     return otp_gen_server_start(rt, NULL, &pg_ops, OTP_NIL, &o, pid, NULL);
 }
 
