@@ -1191,6 +1191,12 @@ int otp_decode_binary(otp_arena *a, otp_term bin, const otp_decode_opts *opts, o
     return decode(a, b->data, (size_t)(b->bits / 8), opts, b->refc, out, used, err);
 }
 
+int otp__decode_shared(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_opts *opts,
+                       otp__refc *share, otp_term *out, size_t *used, otp_error *err)
+{
+    return decode(a, buf, len, opts, share, out, used, err);
+}
+
 int otp_decode_exact(otp_arena *a, const uint8_t *buf, size_t len, const otp_decode_opts *opts,
                      otp_term *out, otp_error *err)
 {

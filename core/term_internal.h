@@ -243,6 +243,13 @@ int otp__arena_adopt_refc(otp_arena *a, otp__refc *r);
 otp__refc *otp__refc_new(size_t size);
 void otp__refc_retain(otp__refc *r);
 void otp__refc_release(otp__refc *r);
+/* otp_decode of buf[0..len), which lies inside share's block: binaries
+ * over OTP_BINARY_HEAP_MAX bytes point into it rather than being copied
+ * (codec/etf_decode.c; what otp_decode_binary does for a binary term). */
+struct otp_decode_opts;
+int otp__decode_shared(otp_arena *a, const uint8_t *buf, size_t len,
+                       const struct otp_decode_opts *opts, otp__refc *share, otp_term *out,
+                       size_t *used, otp_error *err);
 
 /* Allocates n words in the arena (NULL on OOM). Inline fast path. */
 void *otp__arena_alloc_slow(otp_arena *a, size_t bytes);

@@ -49,6 +49,7 @@
 #define MAX_FRAME  (256u << 20) /* a bigger length is a broken peer */
 #define RBUF_START (64u << 10)
 #define PRE_MAX    (64u << 20) /* bytes queued for a node still connecting */
+#define FRAG_DATA  65536u      /* term bytes per fragment, as OTP sends them */
 
 enum { C_CONNECTING, C_HANDSHAKE, C_UP, C_CLOSED };
 
@@ -62,6 +63,13 @@ typedef struct blob {
      * 0 for handshake bytes and ticks. */
     size_t ctl_len;
     bool payload;
+    bool frame; /* a frame of send_ctl's (not handshake bytes or a tick) */
+    /* The process the frame is from, OTP_NONE if not known. While a big
+     * frame goes out in fragments, frames of other known senders may pass
+     * it (they do not share an ordered pair with it); others wait. */
+    otp_term sender;
+    size_t frag_off; /* fragments: term bytes written so far */
+    uint64_t seq;    /* fragments: the sequence's id */
 } blob;
 
 /* Pass-through [112][131 Ctl][131 Payload] to header mode with no atom
@@ -106,6 +114,8 @@ struct conn {
     blob *oq, *oq_tail; /* bytes to write */
     blob *sending;      /* the batch being written */
     struct iovec iov[BATCH];
+    uint8_t fhdr[BATCH / 2][23]; /* the batch's fragment headers */
+    uint64_t next_seq;           /* fragment sequence ids */
     bool writing;
     bool flush; /* frames queued this turn: kick the writer at its end */
     uint64_t flags;
@@ -136,7 +146,9 @@ struct otp_node {
     otp__stimer tick;
     bool stopping;
     otp_epmd *epmd;
-    otp_term net_kernel, global, pg;
+    otp_term net_kernel, rex, global, pg;
+    otp_term *scopes; /* pg scopes started by otp_pg_start_scope, under lock */
+    size_t nscopes;
     _Atomic(otp__waiter *) stop_waiter;
     _Atomic bool finished;
     pthread_mutex_t lock; /* `up`, read by otp_node_connected */
@@ -153,6 +165,9 @@ struct otp_node {
         otp_term pid, node;
     } * nodemons;
     size_t nnodemons, capnodemons;
+    /* monitor_nodes subscribers, one entry per `true`: home shard only */
+    otp_term *nodesubs;
+    size_t nnodesubs, capnodesubs;
 };
 
 static otp_term a_is_auth, a_yes, a_net_kernel, a_empty;
@@ -225,6 +240,8 @@ static void on_recv(otp__io_op *op, int64_t res);
 static void on_sent(otp__io_op *op, int64_t res);
 static const char *spawn_request(conn *c, otp_term ctl, otp_term args);
 static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg);
+static int send_ctl_from(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg,
+                         otp_term sender);
 static void kick_writer(conn *c);
 
 static conn *find_conn(otp_node *n, otp_term peer)
@@ -269,6 +286,23 @@ static void node_down_here(otp__shard *sh, void *arg)
     free(j);
 }
 
+/* net_kernel:monitor_nodes: {nodeup|nodedown, Node} to every subscriber.
+ * Like Erlang's default (no {node_type, all}), hidden peers are not
+ * reported. */
+static void node_event(otp_node *n, conn *c, const char *what)
+{
+    if (!(c->flags & OTP__DF_PUBLISHED))
+        return;
+    for (size_t i = 0; i < n->nnodesubs; i++) {
+        otp__sig *s =
+            otp__sig_new(OTP__SIG_MSG, n->nodesubs[i], OTP_NONE,
+                         OTP_TUPLE(n->sh->scratch, otp_atom(what), c->peer), OTP_NONE, OTP_NONE);
+        otp_arena_reset(n->sh->scratch);
+        if (s)
+            otp__route(n->sh, s);
+    }
+}
+
 static void conn_close(conn *c, const char *why)
 {
     otp_node *n = c->n;
@@ -300,8 +334,12 @@ static void conn_close(conn *c, const char *why)
     }
     if (c->state == C_UP) {
         up_del(n, c->peer);
+        node_event(n, c, "nodedown");
+    }
+    if (c->state == C_UP || (c->peer && !replaced)) {
         /* Every shard breaks its links to the node and fires its monitors
-         * of it (noconnection). */
+         * of it (noconnection): also when it never came up, for what was
+         * linked or monitored while it was being set up, as in Erlang. */
         for (unsigned i = 0; i < n->rt->nshards; i++) {
             node_down_job *j = malloc(sizeof *j);
             if (!j)
@@ -368,6 +406,9 @@ static int queue_bytes(conn *c, const uint8_t *p, size_t len)
     b->next = NULL;
     b->ctl_len = 0;
     b->payload = false;
+    b->frame = false;
+    b->sender = OTP_NONE;
+    b->frag_off = 0;
     if (c->oq_tail)
         c->oq_tail->next = b;
     else
@@ -398,24 +439,102 @@ static void on_sent(otp__io_op *op, int64_t res)
     kick_writer(c);
 }
 
+/* A frame big enough to go in fragments (header mode, FRAGMENTS
+ * negotiated): [len][131 68 0][terms...] with more than FRAG_DATA bytes of
+ * terms. */
+static bool fragmentable(const conn *c, const blob *b)
+{
+    return b->frame && c->header_mode && (c->flags & OTP__DF_FRAGMENTS) && b->ctl_len == 0 &&
+           b->len > 7 + FRAG_DATA && b->data[4] == 131 && b->data[5] == 68 && b->data[6] == 0;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* The next fragment of b into two iovecs (its header in hdr): the start
+ * frame [131 69 Seq FragId 0] first, then [131 70 Seq FragId]; FragId
+ * counts down to 1. True once the last one is out. */
+static bool next_fragment(conn *c, blob *b, uint8_t *hdr, struct iovec *iov)
+{
+    size_t total = b->len - 7, off = b->frag_off;
+    size_t chunk = total - off < FRAG_DATA ? total - off : FRAG_DATA;
+    uint64_t frags = (total + FRAG_DATA - 1) / FRAG_DATA, id = frags - off / FRAG_DATA;
+    bool first = off == 0;
+    if (first)
+        b->seq = ++c->next_seq;
+    size_t hl = first ? 23 : 22;
+    uint32_t fl = (uint32_t)(hl - 4 + chunk);
+    hdr[0] = (uint8_t)(fl >> 24);
+    hdr[1] = (uint8_t)(fl >> 16);
+    hdr[2] = (uint8_t)(fl >> 8);
+    hdr[3] = (uint8_t)fl;
+    hdr[4] = 131;
+    hdr[5] = first ? 69 : 70;
+    put_be64(hdr + 6, b->seq);
+    put_be64(hdr + 14, id);
+    if (first)
+        hdr[22] = 0; /* no atom cache references */
+    iov[0] = (struct iovec){hdr, hl};
+    iov[1] = (struct iovec){b->data + 7 + off, chunk};
+    b->frag_off = off + chunk;
+    return b->frag_off == total;
+}
+
+/* Takes *link (owned by prev, NULL for the queue's head) out of the queue
+ * and onto the list being written. */
+static void take(conn *c, blob **link, blob *prev, blob ***sent)
+{
+    blob *b = *link;
+    *link = b->next;
+    if (c->oq_tail == b)
+        c->oq_tail = prev;
+    b->next = NULL;
+    **sent = b;
+    *sent = &b->next;
+}
+
 static void kick_writer(conn *c)
 {
     if (c->writing || !c->oq || c->fd < 0 || c->state == C_CLOSED)
         return;
-    int k = 0;
-    blob *b = c->oq, *last = NULL;
-    while (b && k < BATCH) {
-        c->iov[k].iov_base = b->data;
-        c->iov[k].iov_len = b->len;
-        k++;
-        last = b;
-        b = b->next;
+    int k = 0, f = 0;
+    blob *sending = NULL, **sent = &sending;
+    blob **pp = &c->oq, *owner = NULL;         /* the next candidate and its owner */
+    blob **big_link = NULL, *big_owner = NULL; /* a frame going in fragments */
+    while (k + 2 <= BATCH) {
+        blob *big = big_link ? *big_link : NULL, *b = *pp;
+        if (big &&
+            !(b && b->sender != OTP_NONE && big->sender != OTP_NONE && b->sender != big->sender)) {
+            /* nothing may pass it: its next fragment */
+            if (next_fragment(c, big, c->fhdr[f++], &c->iov[k])) {
+                take(c, big_link, big_owner, &sent);
+                if (pp == &big->next) {
+                    pp = big_link;
+                    owner = big_owner;
+                }
+                big_link = NULL;
+            }
+            k += 2;
+            continue;
+        }
+        if (!b)
+            break;
+        if (!big && fragmentable(c, b)) {
+            big_link = pp;
+            big_owner = owner;
+            next_fragment(c, b, c->fhdr[f++], &c->iov[k]);
+            k += 2;
+            pp = &b->next;
+            owner = b;
+            continue;
+        }
+        c->iov[k++] = (struct iovec){b->data, b->len};
+        take(c, pp, owner, &sent);
     }
-    c->sending = c->oq;
-    last->next = NULL;
-    c->oq = b;
-    if (!b)
-        c->oq_tail = NULL;
+    c->sending = sending;
     if (otp__io_send(c->n->sh->io, &c->sop, c->fd, c->iov, k) != 0) {
         conn_close(c, "cannot queue a send");
         return;
@@ -461,6 +580,7 @@ static void go_up(conn *c)
     c->state = C_UP;
     c->last_rx = c->last_tx = otp__now_ms();
     up_add(n, c->peer);
+    node_event(n, c, "nodeup");
     if (c->pre) {
         if (c->header_mode)
             for (blob *b = c->pre; b; b = b->next)
@@ -1021,6 +1141,13 @@ bool otp__dist_is_remote(otp_runtime *rt, otp_term dest)
  * behind what this shard or thread sent before. */
 static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg)
 {
+    return send_ctl_from(n, sh, peer, ctl, msg, OTP_NONE);
+}
+
+/* send_ctl for a frame whose sending process is known. */
+static int send_ctl_from(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg,
+                         otp_term sender)
+{
     otp_buf buf = {0};
     int rc = otp_buf_reserve(&buf, 64);
     size_t ctl_len = 0;
@@ -1049,6 +1176,9 @@ static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, ot
     b->next = NULL;
     b->ctl_len = ctl_len;
     b->payload = msg != OTP_NONE;
+    b->frame = true;
+    b->sender = sender;
+    b->frag_off = 0;
     if (sh && sh->index == n->home) {
         enqueue(n, peer, b);
         return 0;
@@ -1099,7 +1229,9 @@ int otp__dist_ctl(otp_runtime *rt, otp__shard *sh, otp_term node, otp_term ctl)
     otp_node *n = dist_of(rt);
     if (!n)
         return -OTP_EBADARG;
-    return send_ctl(n, sh, node, ctl, OTP_NONE);
+    /* LINK, EXIT, MONITOR_P...: element 1 is the local process it is from */
+    otp_term from = otp_tuple_arity(ctl) > 1 ? otp_tuple_get(ctl, 1) : OTP_NONE;
+    return send_ctl_from(n, sh, node, ctl, OTP_NONE, otp_is_pid(from) ? from : OTP_NONE);
 }
 
 int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg)
@@ -1119,7 +1251,7 @@ int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term des
         ctl = OTP_TUPLE(a, otp_small(OTP__CTL_REG_SEND), self ? otp_self(self) : n->net_kernel,
                         a_empty, otp_tuple_get(dest, 0));
     }
-    int rc = send_ctl(n, sh, peer, ctl, msg);
+    int rc = send_ctl_from(n, sh, peer, ctl, msg, self ? otp_self(self) : OTP_NONE);
     otp_arena_free(a);
     return rc;
 }
@@ -1147,6 +1279,11 @@ typedef struct rpc_job {
     otp_arena *a; /* the job's terms */
     otp_term peer, req_id, from, res_ref, module, function, args;
     bool monitor, call;
+    /* rex's requests (rpc:call's {call, M, F, A, Gl}): the result goes to
+     * rex_from as a gen_server reply, or to ei_from as {rex, Result} */
+    bool rex;
+    otp_from rex_from;
+    otp_term ei_from;
     const rpc_fn *f;
     otp_term reason; /* how the process ended, set before it returns */
     otp_term pid;
@@ -1199,10 +1336,47 @@ static size_t list_len(otp_term l)
     return l == OTP_NIL ? k : SIZE_MAX;
 }
 
+/* rex's answer, as rpc:call gives it: rex catches what the function
+ * raises, so a throw is a value and anything else {badrpc, {'EXIT', R}}. */
+static void rex_answer(otp_proc *self, rpc_job *j, int kind, otp_term result)
+{
+    otp_arena *a = otp_proc_arena(self);
+    otp_term stack = otp_cons(
+        a, OTP_TUPLE(a, j->module, j->function, j->f ? otp_small(j->f->arity) : j->args, OTP_NIL),
+        OTP_NIL);
+    otp_term r = result, why = OTP_NONE;
+    if (!j->f)
+        why = OTP_TUPLE(a, otp_atom("undef"), stack);
+    else if (kind == OTP_RPC_ERROR)
+        why = OTP_TUPLE(a, result, stack);
+    else if (kind == OTP_RPC_EXIT)
+        why = result;
+    if (why != OTP_NONE)
+        r = OTP_TUPLE(a, otp_atom("badrpc"), OTP_TUPLE(a, otp_atom("EXIT"), why));
+    if (!j->call)
+        return;
+    if (j->ei_from != OTP_NONE)
+        otp_send(self, j->ei_from, OTP_TUPLE(a, otp_atom("rex"), r));
+    else
+        otp_gen_server_reply(self, &j->rex_from, r);
+}
+
 static void rpc_main(otp_proc *self, void *arg)
 {
     rpc_job *j = arg;
     otp_arena *a = j->a;
+    if (j->rex) {
+        otp_term result = otp_atom("undefined");
+        int kind = OTP_RPC_RETURN;
+        if (j->f) {
+            kind = j->f->fn(self, j->args, &result, j->f->arg);
+            if (result == OTP_NONE)
+                result = otp_atom("undefined");
+        }
+        rex_answer(self, j, kind, result);
+        j->reason = otp_atom("normal");
+        return;
+    }
     otp_term undef =
         OTP_TUPLE(a, j->res_ref, otp_atom("error"), otp_atom("undef"),
                   otp_cons(a, OTP_TUPLE(a, j->module, j->function, j->args, OTP_NIL), OTP_NIL));
@@ -1363,7 +1537,7 @@ static const char *spawn_request(conn *c, otp_term ctl, otp_term args)
 
 typedef struct node_job {
     otp_term node, pid;
-    int what; /* 0 connect, 1 disconnect, 2 monitor, 3 demonitor */
+    int what; /* 0 connect, 1 disconnect, 2 monitor, 3 demonitor, 4/5 monitor_nodes on/off */
 } node_job;
 
 static void node_job_here(otp__shard *sh, void *arg)
@@ -1414,6 +1588,37 @@ static void node_job_here(otp__shard *sh, void *arg)
                 break;
             }
         break;
+    case 6: /* the subscriber wants the visible nodes up now as well */
+        for (conn *o = n->conns; o; o = o->next) {
+            if (o->state != C_UP || !(o->flags & OTP__DF_PUBLISHED))
+                continue;
+            otp__sig *s = otp__sig_new(OTP__SIG_MSG, j->pid, OTP_NONE,
+                                       OTP_TUPLE(sh->scratch, otp_atom("nodeup"), o->peer),
+                                       OTP_NONE, OTP_NONE);
+            otp_arena_reset(sh->scratch);
+            if (s)
+                otp__route(sh, s);
+        }
+        /* and it subscribes */
+        __attribute__((fallthrough));
+    case 4:
+        if (n->nnodesubs == n->capnodesubs) {
+            size_t cap = n->capnodesubs ? n->capnodesubs * 2 : 8;
+            otp_term *p = realloc(n->nodesubs, cap * sizeof *p);
+            if (!p)
+                break;
+            n->nodesubs = p;
+            n->capnodesubs = cap;
+        }
+        n->nodesubs[n->nnodesubs++] = j->pid;
+        break;
+    case 5: /* like Erlang, `false` ends every subscription of the process */
+        for (size_t i = 0; i < n->nnodesubs;)
+            if (n->nodesubs[i] == j->pid)
+                n->nodesubs[i] = n->nodesubs[--n->nnodesubs];
+            else
+                i++;
+        break;
     }
     free(j);
 }
@@ -1423,7 +1628,7 @@ static int node_job_post(otp_runtime *rt, otp_term node, otp_term pid, int what)
     otp_node *n = dist_of(rt);
     if (!n)
         return -OTP_EBADARG;
-    if (!otp_is_atom(node) || !strchr(otp_atom_cstr(node), '@'))
+    if (what < 4 && (!otp_is_atom(node) || !strchr(otp_atom_cstr(node), '@')))
         return -OTP_EBADARG;
     node_job *j = malloc(sizeof *j);
     if (!j)
@@ -1482,6 +1687,40 @@ int otp_monitor_node(otp_proc *self, otp_term node, bool on)
     if (!self)
         return -OTP_EBADARG;
     return node_job_post(otp_proc_runtime(self), node, otp_self(self), on ? 2 : 3);
+}
+
+int otp__monitor_nodes_replay(otp_proc *self)
+{
+    return node_job_post(otp_proc_runtime(self), OTP_NONE, otp_self(self), 6);
+}
+
+int otp__node_add_scope(otp_node *n, otp_term pid)
+{
+    pthread_mutex_lock(&n->lock);
+    otp_term *p = realloc(n->scopes, (n->nscopes + 1) * sizeof *p);
+    if (p) {
+        p[n->nscopes++] = pid;
+        n->scopes = p;
+    }
+    pthread_mutex_unlock(&n->lock);
+    return p ? 0 : -OTP_ENOMEM;
+}
+
+unsigned otp__node_home(const otp_node *n)
+{
+    return n->home;
+}
+
+bool otp__node_hidden(const otp_node *n)
+{
+    return !(n->flags & OTP__DF_PUBLISHED);
+}
+
+int otp_monitor_nodes(otp_proc *self, bool on)
+{
+    if (!self)
+        return -OTP_EBADARG;
+    return node_job_post(otp_proc_runtime(self), OTP_NONE, otp_self(self), on ? 4 : 5);
 }
 
 /* ------------------------------------------------------------------ ticks */
@@ -1575,12 +1814,15 @@ static void stop_job(otp__shard *sh, void *arg)
     otp_node *n = arg;
     /* The node's own servers end as the runtime's stop ends them: their
      * terminate runs once they are out of the callback they are in. */
-    const otp_term servers[] = {n->net_kernel, n->global, n->pg};
-    for (size_t i = 0; i < sizeof servers / sizeof servers[0]; i++) {
-        otp_proc *p = servers[i] ? otp__proc_lookup(sh, servers[i]) : NULL;
+    const otp_term servers[] = {n->net_kernel, n->rex, n->global, n->pg};
+    pthread_mutex_lock(&n->lock);
+    for (size_t i = 0; i < sizeof servers / sizeof servers[0] + n->nscopes; i++) {
+        otp_term pid = i < 4 ? servers[i] : n->scopes[i - 4];
+        otp_proc *p = pid ? otp__proc_lookup(sh, pid) : NULL;
         if (p && p->state != OTP__P_EXITING && p->beh && p->beh->shutdown)
             p->beh->shutdown(p);
     }
+    pthread_mutex_unlock(&n->lock);
     if (!n->stopping) {
         stop_here(sh, &n->svc);
         return;
@@ -1608,6 +1850,95 @@ static otp_gs_ret nk_call(otp_proc *self, otp_term req, const otp_from *from, vo
 }
 
 static const otp_gen_server_ops nk_ops = {.init = nk_init, .handle_call = nk_call};
+
+/* ---- rex: rpc's server, for the callers that do not use spawn requests
+ * (otp_rpc_call, rpc:call from releases before OTP 23, erl_interface's
+ * ei_rpc, erl_call): {call, M, F, A, Gl} as a call, {cast, M, F, A, Gl} as
+ * a cast, and ei's {From, {call, M, F, A, Gl}} as a plain message answered
+ * with {rex, Result}. Each runs in a process of its own, like an Erlang
+ * rex, so a slow function holds up no other caller. */
+
+static int rex_spawn(otp_proc *self, otp_term mfa, const otp_from *from, otp_term ei_from,
+                     bool call)
+{
+    otp_node *n = dist_of(otp_proc_runtime(self));
+    if (!n || !otp_is_tuple(mfa) || otp_tuple_arity(mfa) != 5)
+        return -OTP_EBADARG;
+    otp_term m = otp_tuple_get(mfa, 1), f = otp_tuple_get(mfa, 2), args = otp_tuple_get(mfa, 3);
+    size_t al = list_len(args);
+    if (!otp_is_atom(m) || !otp_is_atom(f) || al == SIZE_MAX)
+        return -OTP_EBADARG;
+    rpc_job *j = calloc(1, sizeof *j);
+    otp_arena *a = otp_arena_new();
+    otp__spawn_req *rq = calloc(1, sizeof *rq);
+    int rc = j && a && rq ? 0 : -OTP_ENOMEM;
+    if (rc == 0) {
+        j->n = n;
+        j->a = a;
+        j->rex = true;
+        j->call = call;
+        j->module = m;
+        j->function = f;
+        j->args = otp_copy(a, args);
+        j->ei_from = ei_from == OTP_NONE ? OTP_NONE : otp_copy(a, ei_from);
+        if (from) {
+            j->rex_from = *from;
+            j->rex_from.priv_proc = NULL; /* replied from another process */
+        }
+        j->f = find_fn(n, m, f, al);
+        rq->fn = rpc_main;
+        rq->arg = j;
+        rq->on_exit = rpc_done;
+        rq->on_exit_arg = j;
+        rc = otp__spawn_here(otp__this_shard(), rq);
+    }
+    if (rc < 0) {
+        otp_arena_free(a);
+        free(j);
+    }
+    free(rq);
+    return rc;
+}
+
+static otp_gs_ret rex_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
+{
+    otp_arena *a = otp_proc_arena(self);
+    if (otp_is_tuple(req) && otp_tuple_arity(req) == 5 &&
+        otp_tuple_get(req, 0) == otp_atom("call")) {
+        int rc = rex_spawn(self, req, from, OTP_NONE, true);
+        if (rc == 0)
+            return otp_gs_noreply();
+        return otp_gs_reply(
+            OTP_TUPLE(a, otp_atom("badrpc"),
+                      rc == -OTP_EBADARG ? otp_atom("badarg") : otp_atom("system_limit")));
+    }
+    return otp_gs_reply(OTP_TUPLE(a, otp_atom("badrpc"), otp_atom("unknown_request")));
+}
+
+static otp_gs_ret rex_cast(otp_proc *self, otp_term msg, void *state)
+{
+    if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 5 && otp_tuple_get(msg, 0) == otp_atom("cast"))
+        rex_spawn(self, msg, NULL, OTP_NONE, false);
+    return otp_gs_noreply();
+}
+
+static otp_gs_ret rex_info(otp_proc *self, otp_term msg, void *state)
+{
+    if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 2 && otp_is_pid(otp_tuple_get(msg, 0))) {
+        otp_term req = otp_tuple_get(msg, 1);
+        if (otp_is_tuple(req) && otp_tuple_arity(req) == 5 &&
+            otp_tuple_get(req, 0) == otp_atom("call") &&
+            rex_spawn(self, req, NULL, otp_tuple_get(msg, 0), true) == -OTP_EBADARG)
+            otp_send(
+                self, otp_tuple_get(msg, 0),
+                OTP_TUPLE(otp_proc_arena(self), otp_atom("rex"),
+                          OTP_TUPLE(otp_proc_arena(self), otp_atom("badrpc"), otp_atom("badarg"))));
+    }
+    return otp_gs_noreply();
+}
+
+static const otp_gen_server_ops rex_ops = {
+    .init = nk_init, .handle_call = rex_call, .handle_cast = rex_cast, .handle_info = rex_info};
 
 /* ------------------------------------------------------------------ global
  *
@@ -1782,6 +2113,16 @@ static void quiesce_job(otp__shard *sh, void *arg)
     otp__waiter_signal(w);
 }
 
+static void init_atoms(void)
+{
+    a_is_auth = otp_atom("is_auth");
+    a_yes = otp_atom("yes");
+    a_net_kernel = otp_atom("net_kernel");
+    a_empty = otp_atom("");
+    a_gns = otp_atom("global_name_server");
+    otp__pg_init_atoms();
+}
+
 int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, otp_error *err)
 {
     otp_node_config c = {0};
@@ -1803,12 +2144,9 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
                               "the runtime's node name must be name@host (node_name)");
     if (atomic_load(&rt->dist))
         return otp__epmd_fail(err, OTP_EEXIST, "the runtime's node is started already");
-    if (!a_is_auth) {
-        a_is_auth = otp_atom("is_auth");
-        a_yes = otp_atom("yes");
-        a_net_kernel = otp_atom("net_kernel");
-        a_empty = otp_atom("");
-    }
+    /* once: the nodes of other runtimes read them from their shards */
+    static pthread_once_t atoms_once = PTHREAD_ONCE_INIT;
+    pthread_once(&atoms_once, init_atoms);
     otp_node *n = calloc(1, sizeof *n);
     if (!n)
         return otp__epmd_fail(err, OTP_ENOMEM, "no memory");
@@ -1839,10 +2177,20 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
         rc = otp__epmd_fail(err, OTP_EIO, "no cookie given and no ~/.erlang.cookie to read");
         goto fail;
     }
-    n->lfd = otp__tcp_listen(NULL, c.port, 128, &n->port);
+    /* inet_dist_listen_min/max: the first port of the range that is free */
+    unsigned last = c.port && c.port_max > c.port ? c.port_max : c.port;
+    for (unsigned p = c.port;; p++) {
+        n->lfd = otp__tcp_listen(NULL, (uint16_t)p, 128, &n->port);
+        if (n->lfd != -EADDRINUSE || p >= last)
+            break;
+    }
     if (n->lfd < 0) {
-        rc =
-            otp__epmd_fail(err, OTP_EIO, "cannot listen on port %u: %s", c.port, strerror(-n->lfd));
+        if (last != c.port)
+            rc = otp__epmd_fail(err, OTP_EIO, "cannot listen on any port in %u-%u: %s", c.port,
+                                last, strerror(-n->lfd));
+        else
+            rc = otp__epmd_fail(err, OTP_EIO, "cannot listen on port %u: %s", c.port,
+                                strerror(-n->lfd));
         n->lfd = -1;
         goto fail;
     }
@@ -1873,13 +2221,15 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     otp_term reason;
     if (otp_gen_server_start(rt, NULL, &nk_ops, OTP_NIL, &go, &n->net_kernel, &reason) < 0)
         dlog(n, "cannot start net_kernel");
+    go.name = otp_atom("rex");
+    if (otp_gen_server_start(rt, NULL, &rex_ops, OTP_NIL, &go, &n->rex, &reason) < 0)
+        dlog(n, "cannot start rex");
     if (!c.hidden) {
         /* global talks to visible nodes only */
-        a_gns = otp_atom("global_name_server");
         otp_gen_server_opts gso = {.shard = (int)c.shard, .name = a_gns};
         if (otp_gen_server_start(rt, NULL, &global_ops, OTP_NIL, &gso, &n->global, &reason) < 0)
             dlog(n, "cannot start global_name_server");
-        if (otp__pg_start(rt, c.shard, &n->pg) < 0)
+        if (otp__pg_start(rt, c.shard, otp_atom("pg"), &n->pg) < 0)
             dlog(n, "cannot start the pg scope");
     }
     *out = n;
@@ -1920,6 +2270,8 @@ void otp_node_stop(otp_node *n)
         pthread_join(n->threads[i], NULL);
     free(n->threads);
     free(n->nodemons);
+    free(n->nodesubs);
+    free(n->scopes);
     while (n->fns) {
         rpc_fn *f = n->fns;
         n->fns = f->next;

@@ -35,8 +35,20 @@ int otp__dist_ctl(otp_runtime *rt, struct otp__shard *sh, otp_term node, otp_ter
 bool otp__local_pid_of(otp_proc *self, otp_term pid);
 /* The runtime a node runs on. */
 otp_runtime *otp__node_runtime(struct otp_node *n);
-/* Starts the default pg scope, registered as pg (dist_pg.c). */
-int otp__pg_start(otp_runtime *rt, unsigned shard, otp_term *pid);
+/* Starts a pg scope registered as scope (dist_pg.c) on shard. */
+int otp__pg_start(otp_runtime *rt, unsigned shard, otp_term scope, otp_term *pid);
+/* pg's atoms, made once before any node starts (otp_node_start). */
+void otp__pg_init_atoms(void);
+/* A node's home shard (its connections, services and scopes live there),
+ * and whether it is hidden. */
+unsigned otp__node_home(const struct otp_node *n);
+/* Makes a scope's pid one of the node's servers, ended by otp_node_stop. */
+int otp__node_add_scope(struct otp_node *n, otp_term pid);
+bool otp__node_hidden(const struct otp_node *n);
+/* monitor_nodes(true) for self, plus {nodeup, Node} at once for every
+ * visible node up now: a subscriber that must know every node, as pg's
+ * init does with nodes(), misses none between the two. */
+int otp__monitor_nodes_replay(otp_proc *self);
 
 /* The node a remote pid or {Name, Node} belongs to; OTP_NONE otherwise. */
 otp_term otp__dist_node_of(otp_term t);

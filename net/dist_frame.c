@@ -12,6 +12,7 @@
 
 #include "dist.h"
 #include "otp/etf.h"
+#include "term_internal.h"
 
 #define MAX_SEQS       256          /* fragmented messages in progress */
 #define MAX_FRAG_BYTES (512u << 20) /* their bytes together */
@@ -20,8 +21,11 @@ typedef struct frag_seq {
     uint64_t seq, next; /* the FragId the next fragment must carry */
     otp_term *refs;
     size_t nrefs;
-    uint8_t *data;
-    size_t len, cap;
+    /* The message so far, in a refcounted block: its big binaries are
+     * decoded as references into it, so a 1 MB payload is not copied again
+     * on its way to the process. */
+    otp__refc *blk;
+    size_t len;
 } frag_seq;
 
 void otp__dist_rx_init(otp__dist_rx *rx)
@@ -32,7 +36,8 @@ void otp__dist_rx_init(otp__dist_rx *rx)
 static void seq_free(frag_seq *s)
 {
     free(s->refs);
-    free(s->data);
+    if (s->blk)
+        otp__refc_release(s->blk);
 }
 
 void otp__dist_rx_free(otp__dist_rx *rx)
@@ -117,19 +122,24 @@ static int parse_refs(otp__dist_rx *rx, const uint8_t *b, size_t len, size_t *po
 
 /* Control and payload from b[0..len), terms without version bytes (header
  * mode) or with them (pass-through). */
-static int decode_body(otp_arena *a, const uint8_t *b, size_t len, const otp_term *refs,
-                       size_t nrefs, bool header, int64_t *op, otp_term *ctl, otp_term *msg,
-                       char *why, size_t cap)
+static int decode_body(otp_arena *a, const uint8_t *b, size_t len, otp__refc *share,
+                       const otp_term *refs, size_t nrefs, bool header, int64_t *op, otp_term *ctl,
+                       otp_term *msg, char *why, size_t cap)
 {
     otp_decode_opts o = {
         .atom_refs = header ? refs : NULL, .n_atom_refs = header ? nrefs : 0, .no_version = header};
-    size_t used = 0;
+    size_t used = 0, pused = 0;
     otp_error err;
     *msg = OTP_NONE;
-    if (otp_decode(a, b, len, &o, ctl, &used, &err) < 0)
+    if (otp__decode_shared(a, b, len, &o, share, ctl, &used, &err) < 0)
         return bad(why, cap, "bad control message: %s at byte %zu", err.message, err.offset);
-    if (used < len && otp_decode_exact(a, b + used, len - used, &o, msg, &err) < 0)
-        return bad(why, cap, "bad message payload: %s at byte %zu", err.message, err.offset + used);
+    if (used < len) {
+        if (otp__decode_shared(a, b + used, len - used, &o, share, msg, &pused, &err) < 0)
+            return bad(why, cap, "bad message payload: %s at byte %zu", err.message,
+                       err.offset + used);
+        if (pused != len - used)
+            return bad(why, cap, "bad message payload: %zu bytes follow it", len - used - pused);
+    }
     size_t ar = otp_is_tuple(*ctl) ? otp_tuple_arity(*ctl) : 0;
     if (ar == 0 || otp_get_int64(otp_tuple_get(*ctl, 0), op) < 0 || *op < 1 || *op > OTP__CTL_MAX)
         return bad(why, cap, "unknown control message");
@@ -178,17 +188,19 @@ static int append(otp__dist_rx *rx, frag_seq *s, const uint8_t *p, size_t n, cha
         return 0; /* an empty fragment: nothing to keep (and maybe no buffer yet) */
     if (rx->frag_bytes + n > MAX_FRAG_BYTES)
         return bad(why, cap, "fragmented messages over %u bytes in all", MAX_FRAG_BYTES);
-    if (s->len + n > s->cap) {
-        size_t c = s->cap ? s->cap : 1u << 16;
+    size_t have = s->blk ? s->blk->size : 0;
+    if (s->len + n > have) {
+        /* Nobody else holds the block yet (refs is 1): it may move. */
+        size_t c = have ? have : 1u << 16;
         while (c < s->len + n)
             c *= 2;
-        uint8_t *d = realloc(s->data, c);
+        otp__refc *d = s->blk ? realloc(s->blk, sizeof *d + c) : otp__refc_new(c);
         if (!d)
             return bad(why, cap, "out of memory for a fragmented message");
-        s->data = d;
-        s->cap = c;
+        d->size = c;
+        s->blk = d;
     }
-    memcpy(s->data + s->len, p, n);
+    memcpy(s->blk->data + s->len, p, n);
     s->len += n;
     rx->frag_bytes += n;
     return 0;
@@ -204,7 +216,7 @@ int otp__dist_decode_frame(otp__dist_rx *rx, otp_arena *a, const uint8_t *b, siz
         /* pass-through: each term with its own 131 */
         if (len < 2)
             return bad(why, cap, "pass-through frame without a control message");
-        return decode_body(a, b + 1, len - 1, NULL, 0, false, op, ctl, msg, why, cap);
+        return decode_body(a, b + 1, len - 1, NULL, NULL, 0, false, op, ctl, msg, why, cap);
     }
     if (b[0] != 131 || len < 2)
         return bad(why, cap, "frame starts with %u: neither 112 nor a header (131)", b[0]);
@@ -214,7 +226,7 @@ int otp__dist_decode_frame(otp__dist_rx *rx, otp_arena *a, const uint8_t *b, siz
     case 68:
         if (parse_refs(rx, b, len, &pos, refs, &nrefs, why, cap) < 0)
             return -1;
-        return decode_body(a, b + pos, len - pos, refs, nrefs, true, op, ctl, msg, why, cap);
+        return decode_body(a, b + pos, len - pos, NULL, refs, nrefs, true, op, ctl, msg, why, cap);
     case 69: {
         if (len < 18)
             return bad(why, cap, "fragment header cut short");
@@ -227,7 +239,8 @@ int otp__dist_decode_frame(otp__dist_rx *rx, otp_arena *a, const uint8_t *b, siz
         if (parse_refs(rx, b, len, &pos, refs, &nrefs, why, cap) < 0)
             return -1;
         if (id == 1) /* the whole message in one fragment */
-            return decode_body(a, b + pos, len - pos, refs, nrefs, true, op, ctl, msg, why, cap);
+            return decode_body(a, b + pos, len - pos, NULL, refs, nrefs, true, op, ctl, msg, why,
+                               cap);
         if (rx->nseqs == MAX_SEQS)
             return bad(why, cap, "more than %d fragmented messages at once", MAX_SEQS);
         if (rx->nseqs == rx->capseqs) {
@@ -272,8 +285,8 @@ int otp__dist_decode_frame(otp__dist_rx *rx, otp_arena *a, const uint8_t *b, siz
             s->next--;
             return 1;
         }
-        int r = s->len ? decode_body(a, s->data, s->len, s->refs, s->nrefs, true, op, ctl, msg, why,
-                                     cap)
+        int r = s->len ? decode_body(a, s->blk->data, s->len, s->blk, s->refs, s->nrefs, true, op,
+                                     ctl, msg, why, cap)
                        : bad(why, cap, "fragmented message %llu is empty", (unsigned long long)seq);
         drop_seq(rx, s);
         return r;

@@ -1,4 +1,4 @@
-/* dist_pg.c — the default pg scope (registered `pg`) of a visible node,
+/* dist_pg.c — pg scopes (the default one registered as `pg`) of a visible node,
  * speaking OTP's pg protocol (dist-protocol.md §6.5) so that groups are
  * shared with Erlang and Elixir nodes (Phoenix.PubSub-style clusters):
  *
@@ -10,7 +10,9 @@
  *   a local member's 'DOWN'   it leaves all its groups (broadcast)
  *
  * Erlang's pg crashes on messages it does not expect, so nothing else is
- * ever sent to a peer. Calls from C: {join_local, Group, Pid},
+ * ever sent to a peer. Like pg, a scope monitors nodes and sends
+ * {discover, Self} to {Scope, Node} for every visible node that comes up.
+ * Calls from C: {join_local, Group, Pid},
  * {leave_local, Group, Pid}, {members, Group} (see node.h).
  */
 #include <stdlib.h>
@@ -31,17 +33,18 @@ typedef struct pgpeer {
     bool gone;
 } pgpeer;
 
-typedef struct scope {
-    otp_arena *a; /* grows with what it has seen; freed with the scope */
+typedef struct pgscope {
+    otp_term name; /* the scope, an atom: our registered name and our peers' */
+    otp_arena *a;  /* grows with what it has seen; freed with the scope */
     member *m;
     size_t nm, capm;
     pgpeer *p;
     size_t np, capp;
     otp_term *watched; /* local pids we monitor */
     size_t nw, capw;
-} scope;
+} pgscope;
 
-static otp_term a_discover, a_sync, a_join, a_leave, a_down, a_gen_cast;
+static otp_term a_discover, a_sync, a_join, a_leave, a_down, a_gen_cast, a_nodeup;
 
 static bool grow(void **arr, size_t *cap, size_t n, size_t size)
 {
@@ -56,7 +59,7 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t size)
     return true;
 }
 
-static int find_peer(scope *s, otp_term pid)
+static int find_peer(pgscope *s, otp_term pid)
 {
     for (size_t i = 0; i < s->np; i++)
         if (!s->p[i].gone && otp_exact_eq(s->p[i].scope, pid))
@@ -64,7 +67,7 @@ static int find_peer(scope *s, otp_term pid)
     return -1;
 }
 
-static int add_peer(otp_proc *self, scope *s, otp_term pid)
+static int add_peer(otp_proc *self, pgscope *s, otp_term pid)
 {
     int i = find_peer(s, pid);
     if (i >= 0 || !grow((void **)&s->p, &s->capp, s->np, sizeof *s->p))
@@ -75,7 +78,7 @@ static int add_peer(otp_proc *self, scope *s, otp_term pid)
     return (int)s->np++;
 }
 
-static void add_member(scope *s, otp_term group, otp_term pid, int peer)
+static void add_member(pgscope *s, otp_term group, otp_term pid, int peer)
 {
     for (size_t i = 0; i < s->nm; i++)
         if (!s->m[i].gone && s->m[i].peer == peer && otp_exact_eq(s->m[i].pid, pid) &&
@@ -87,7 +90,7 @@ static void add_member(scope *s, otp_term group, otp_term pid, int peer)
 }
 
 /* Removes pid from group (every group when group is OTP_NONE). */
-static void del_member(scope *s, otp_term group, otp_term pid, int peer)
+static void del_member(pgscope *s, otp_term group, otp_term pid, int peer)
 {
     for (size_t i = 0; i < s->nm; i++)
         if (!s->m[i].gone && s->m[i].peer == peer && otp_exact_eq(s->m[i].pid, pid) &&
@@ -96,7 +99,7 @@ static void del_member(scope *s, otp_term group, otp_term pid, int peer)
 }
 
 /* Our members as [{Group, [Pid]}] for a sync. */
-static otp_term local_groups(otp_arena *a, scope *s)
+static otp_term local_groups(otp_arena *a, pgscope *s)
 {
     otp_term out = OTP_NIL;
     for (size_t i = 0; i < s->nm; i++) {
@@ -117,7 +120,7 @@ static otp_term local_groups(otp_arena *a, scope *s)
     return out;
 }
 
-static void broadcast(otp_proc *self, scope *s, otp_term msg)
+static void broadcast(otp_proc *self, pgscope *s, otp_term msg)
 {
     for (size_t i = 0; i < s->np; i++)
         if (!s->p[i].gone)
@@ -126,19 +129,23 @@ static void broadcast(otp_proc *self, scope *s, otp_term msg)
 
 static int pg_init(otp_proc *self, otp_term args, void **state, otp_term *reason)
 {
-    scope *s = calloc(1, sizeof *s);
+    pgscope *s = calloc(1, sizeof *s);
     if (!s || !(s->a = otp_arena_new())) {
         free(s);
         *reason = otp_atom("enomem");
         return OTP_GS_INIT_STOP;
     }
+    s->name = args;
     *state = s;
+    /* As pg's init: every visible node, now and later, is told we exist
+     * ({nodeup, Node} for those up already, then as they come). */
+    otp__monitor_nodes_replay(self);
     return OTP_GS_INIT_OK;
 }
 
 static void pg_terminate(otp_proc *self, otp_term reason, void *state)
 {
-    scope *s = state;
+    pgscope *s = state;
     otp_arena_free(s->a);
     free(s->m);
     free(s->p);
@@ -148,7 +155,7 @@ static void pg_terminate(otp_proc *self, otp_term reason, void *state)
 
 static otp_gs_ret pg_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
 {
-    scope *s = state;
+    pgscope *s = state;
     otp_arena *a = otp_proc_arena(self);
     size_t ar = otp_is_tuple(req) ? otp_tuple_arity(req) : 0;
     otp_term tag = ar ? otp_tuple_get(req, 0) : OTP_NONE;
@@ -184,7 +191,7 @@ static otp_gs_ret pg_call(otp_proc *self, otp_term req, const otp_from *from, vo
     return otp_gs_reply(OTP_TUPLE(a, otp_atom("error"), otp_atom("badarg")));
 }
 
-static void take_pids(scope *s, otp_term group, otp_term pids, int peer, bool join)
+static void take_pids(pgscope *s, otp_term group, otp_term pids, int peer, bool join)
 {
     if (otp_is_pid(pids)) {
         if (join)
@@ -200,7 +207,7 @@ static void take_pids(scope *s, otp_term group, otp_term pids, int peer, bool jo
 
 static otp_gs_ret pg_cast(otp_proc *self, otp_term msg, void *state)
 {
-    scope *s = state;
+    pgscope *s = state;
     /* {sync, Peer, [{Group, Pids}]}: the peer's whole membership */
     if (otp_is_tuple(msg) && otp_tuple_arity(msg) == 3 && otp_tuple_get(msg, 0) == a_sync &&
         otp_is_pid(otp_tuple_get(msg, 1))) {
@@ -221,7 +228,7 @@ static otp_gs_ret pg_cast(otp_proc *self, otp_term msg, void *state)
 
 static otp_gs_ret pg_info(otp_proc *self, otp_term msg, void *state)
 {
-    scope *s = state;
+    pgscope *s = state;
     otp_arena *a = otp_proc_arena(self);
     size_t ar = otp_is_tuple(msg) ? otp_tuple_arity(msg) : 0;
     otp_term tag = ar ? otp_tuple_get(msg, 0) : OTP_NONE;
@@ -232,6 +239,11 @@ static otp_gs_ret pg_info(otp_proc *self, otp_term msg, void *state)
             OTP_TUPLE(a, a_gen_cast, OTP_TUPLE(a, a_sync, otp_self(self), local_groups(a, s))));
         if (find_peer(s, peer_pid) < 0 && add_peer(self, s, peer_pid) >= 0)
             otp_send(self, peer_pid, OTP_TUPLE(a, a_discover, otp_self(self)));
+        return otp_gs_noreply();
+    }
+    if (ar == 2 && tag == a_nodeup && otp_is_atom(otp_tuple_get(msg, 1))) {
+        otp_send(self, OTP_TUPLE(a, s->name, otp_tuple_get(msg, 1)),
+                 OTP_TUPLE(a, a_discover, otp_self(self)));
         return otp_gs_noreply();
     }
     if (ar == 4 && (tag == a_join || tag == a_leave)) {
@@ -281,56 +293,83 @@ static const otp_gen_server_ops pg_ops = {.init = pg_init,
                                           .handle_info = pg_info,
                                           .terminate = pg_terminate};
 
-int otp__pg_start(otp_runtime *rt, unsigned shard, otp_term *pid)
+void otp__pg_init_atoms(void)
 {
-    if (!a_discover) {
-        a_discover = otp_atom("discover");
-        a_sync = otp_atom("sync");
-        a_join = otp_atom("join");
-        a_leave = otp_atom("leave");
-        a_down = otp_atom("DOWN");
-        a_gen_cast = otp_atom("$gen_cast");
-    }
-    otp_gen_server_opts o = {.shard = (int)shard, .name = otp_atom("pg")};
-    return otp_gen_server_start(rt, NULL, &pg_ops, OTP_NIL, &o, pid, NULL);
+    a_discover = otp_atom("discover");
+    a_sync = otp_atom("sync");
+    a_join = otp_atom("join");
+    a_leave = otp_atom("leave");
+    a_down = otp_atom("DOWN");
+    a_gen_cast = otp_atom("$gen_cast");
+    a_nodeup = otp_atom("nodeup");
+}
+
+int otp__pg_start(otp_runtime *rt, unsigned shard, otp_term scope, otp_term *pid)
+{
+    otp_gen_server_opts o = {.shard = (int)shard, .name = scope};
+    return otp_gen_server_start(rt, NULL, &pg_ops, scope, &o, pid, NULL);
 }
 
 /* ---- the C API (node.h) */
 
-static int pg_request(otp_runtime *rt, otp_proc *self, otp_term req, otp_arena *a, otp_term *out)
+static int pg_request(otp_runtime *rt, otp_proc *self, otp_term scope, otp_term req, otp_arena *a,
+                      otp_term *out)
 {
+    if (scope == OTP_NONE || scope == 0)
+        scope = otp_atom("pg");
+    if (!otp_is_atom(scope))
+        return -OTP_EBADARG;
     if (self)
-        return otp_gen_server_call(self, otp_atom("pg"), req, OTP_GS_DEFAULT_TIMEOUT, out);
-    return otp_runtime_call(rt, otp_atom("pg"), req, OTP_GS_DEFAULT_TIMEOUT, a, out);
+        return otp_gen_server_call(self, scope, req, OTP_GS_DEFAULT_TIMEOUT, out);
+    return otp_runtime_call(rt, scope, req, OTP_GS_DEFAULT_TIMEOUT, a, out);
 }
 
-static int pg_change(otp_node *n, otp_proc *self, const char *what, otp_term group, otp_term pid)
+static int pg_change(otp_node *n, otp_proc *self, otp_term scope, const char *what, otp_term group,
+                     otp_term pid)
 {
     otp_runtime *rt = otp__node_runtime(n);
+    if (otp__node_hidden(n))
+        return -OTP_EBADARG;
     otp_arena *a = otp_arena_new();
     if (!a)
         return -OTP_ENOMEM;
     otp_term out;
-    int rc = pg_request(rt, self, OTP_TUPLE(a, otp_atom(what), group, pid), a, &out);
+    int rc = pg_request(rt, self, scope, OTP_TUPLE(a, otp_atom(what), group, pid), a, &out);
     if (rc == 0 && out != otp_atom("ok"))
         rc = -OTP_EBADARG;
     otp_arena_free(a);
     return rc;
 }
 
-int otp_pg_join(otp_node *n, otp_proc *self, otp_term group, otp_term pid)
+int otp_pg_start_scope(otp_node *n, otp_term scope, otp_term *pid)
 {
-    return pg_change(n, self, "join_local", group, pid);
+    if (!n || !otp_is_atom(scope) || otp__node_hidden(n))
+        return -OTP_EBADARG;
+    otp_term p;
+    int rc = otp__pg_start(otp__node_runtime(n), otp__node_home(n), scope, &p);
+    if (rc == 0)
+        rc = otp__node_add_scope(n, p);
+    if (rc == 0 && pid)
+        *pid = p;
+    return rc;
 }
 
-int otp_pg_leave(otp_node *n, otp_proc *self, otp_term group, otp_term pid)
+int otp_pg_join(otp_node *n, otp_proc *self, otp_term scope, otp_term group, otp_term pid)
 {
-    return pg_change(n, self, "leave_local", group, pid);
+    return pg_change(n, self, scope, "join_local", group, pid);
 }
 
-int otp_pg_members(otp_node *n, otp_proc *self, otp_term group, otp_arena *a, otp_term *pids)
+int otp_pg_leave(otp_node *n, otp_proc *self, otp_term scope, otp_term group, otp_term pid)
+{
+    return pg_change(n, self, scope, "leave_local", group, pid);
+}
+
+int otp_pg_members(otp_node *n, otp_proc *self, otp_term scope, otp_term group, otp_arena *a,
+                   otp_term *pids)
 {
     otp_runtime *rt = otp__node_runtime(n);
+    if (otp__node_hidden(n))
+        return -OTP_EBADARG;
     otp_arena *t = self ? otp_proc_arena(self) : a;
-    return pg_request(rt, self, OTP_TUPLE(t, otp_atom("members"), group), a, pids);
+    return pg_request(rt, self, scope, OTP_TUPLE(t, otp_atom("members"), group), a, pids);
 }

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dist.h"
 #include "rt.h"
@@ -212,11 +213,49 @@ static bool same_pid(otp_term a, otp_term b)
 /* Keeps a remote term for as long as p lives (in its small own arena). */
 static otp_term keep(otp_proc *p, otp_term t)
 {
+    /* no compaction here: a caller may hold a term kept a moment ago */
     if (!otp_is_boxed(t) && !otp_is_cons(t))
         return t;
     if (!p->mon_arena && !(p->mon_arena = otp_arena_new()))
         return OTP_NONE;
     return otp_copy(p->mon_arena, t);
+}
+
+#define MON_COMPACT_MIN 8192u
+
+static otp_term rekeep(otp_arena *a, otp_term t)
+{
+    return otp_is_boxed(t) || otp_is_cons(t) ? otp_copy(a, t) : t;
+}
+
+/* mon_arena only grows, while links and monitors come and go: a process
+ * that monitors remote processes all its life would grow without bound.
+ * Once the arena has doubled since its last compaction, the live terms move
+ * to a fresh one, so it stays within twice what is live (amortised O(1)
+ * per term kept). Called before anything is kept, never in between. */
+static void mon_compact(otp_proc *p)
+{
+    size_t at = p->mon_compact_at ? p->mon_compact_at : MON_COMPACT_MIN;
+    if (!p->mon_arena || otp_arena_bytes(p->mon_arena) < at)
+        return;
+    otp_arena *b = otp_arena_new();
+    if (!b)
+        return; /* it grows for now; the next keep tries again */
+    for (uint32_t i = 0; i < p->nlinks; i++)
+        p->links[i] = rekeep(b, p->links[i]);
+    for (uint32_t i = 0; i < p->nmons; i++) {
+        otp__mon *m = &p->mons[i];
+        bool same = m->named == m->other;
+        m->other = rekeep(b, m->other);
+        m->named = same ? m->other : rekeep(b, m->named);
+        if (m->rref != OTP_NONE)
+            m->rref = rekeep(b, m->rref);
+    }
+    otp_arena_free(p->mon_arena);
+    p->mon_arena = b;
+    size_t live = otp_arena_bytes(b);
+    at = 2 * live > MON_COMPACT_MIN ? 2 * live : MON_COMPACT_MIN;
+    p->mon_compact_at = at > UINT32_MAX ? UINT32_MAX : (uint32_t)at;
 }
 
 static bool has_link(otp_proc *p, otp_term pid, uint32_t *at)
@@ -234,6 +273,7 @@ static void add_link(otp_proc *p, otp_term pid)
 {
     if (has_link(p, pid, NULL))
         return;
+    mon_compact(p);
     if ((pid = keep(p, pid)) == OTP_NONE)
         return;
     if (p->nlinks == p->caplinks) {
@@ -256,6 +296,21 @@ static bool del_link(otp_proc *p, otp_term pid)
     return true;
 }
 
+/* Two refs (both checked to be refs) by their parts: a server that many
+ * remote callers monitor compares one DEMONITOR_P's ref with each of them,
+ * once per call, and the generic term order costs too much for that. */
+static bool same_ref(otp_term a, otp_term b)
+{
+    if (a == b)
+        return true;
+    if (!otp_is_boxed(a) || !otp_is_boxed(b))
+        return false;
+    const otp__ref *x = otp__ptr(a), *y = otp__ptr(b);
+    return x->hdr == y->hdr && x->words[0] == y->words[0] && x->node == y->node &&
+           x->creation == y->creation && otp__hdr_size(x->hdr) <= 5 &&
+           !memcmp(x->words, y->words, otp__hdr_size(x->hdr) * sizeof x->words[0]);
+}
+
 static otp__mon *find_mon(otp_proc *p, uint64_t ref, bool origin)
 {
     for (uint32_t i = 0; i < p->nmons; i++)
@@ -275,6 +330,7 @@ static bool add_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named, b
         p->capmons = cap;
     }
     /* {Name, Node} and remote pids: kept in the process's own small arena */
+    mon_compact(p);
     bool same = named == other;
     if ((other = keep(p, other)) == OTP_NONE)
         return false;
@@ -558,9 +614,13 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
     case OTP__SIG_MONITOR:
         if (s->flags & OTP__SIGF_REMOTE) {
             /* MONITOR_P: its ref and what it named are kept for the exit */
-            otp_term rref = keep(p, s->a);
-            if (rref != OTP_NONE && add_mon(p, otp__ref_new(sh), s->b, s->c, false))
-                p->mons[p->nmons - 1].rref = rref;
+            if (add_mon(p, otp__ref_new(sh), s->b, s->c, false)) {
+                otp_term rref = keep(p, s->a);
+                if (rref == OTP_NONE)
+                    p->nmons--;
+                else
+                    p->mons[p->nmons - 1].rref = rref;
+            }
             break;
         }
         add_mon(p, (uint64_t)s->a, s->from, s->from, false);
@@ -570,7 +630,7 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
         if (s->flags & OTP__SIGF_REMOTE) {
             for (uint32_t i = 0; i < p->nmons && !m; i++)
                 if (!p->mons[i].origin && p->mons[i].rref != OTP_NONE &&
-                    otp_exact_eq(p->mons[i].rref, s->a))
+                    same_ref(p->mons[i].rref, s->a))
                     m = &p->mons[i];
         } else {
             m = find_mon(p, (uint64_t)s->a, false);
@@ -1182,6 +1242,8 @@ static void fill_info(otp_proc *p, otp_proc_info *out, bool asking_self)
         mem += sizeof *s + s->data_size;
     if (p->arena)
         mem += otp_arena_bytes(p->arena);
+    if (p->mon_arena)
+        mem += otp_arena_bytes(p->mon_arena);
     if (p->task)
         mem += p->task->stack->size;
     out->memory = mem;

@@ -94,8 +94,9 @@ struct otp_proc {
     uint32_t nlinks, caplinks;
     otp__mon *mons;
     uint32_t nmons, capmons;
-    otp_arena *mon_arena; /* {Name, Node} of name monitors */
-    uint64_t alias;       /* the call this process waits on (ref id), 0 none */
+    otp_arena *mon_arena;    /* remote pids, {Name, Node} and refs of links and monitors */
+    uint32_t mon_compact_at; /* mon_arena's size that triggers its compaction */
+    uint64_t alias;          /* the call this process waits on (ref id), 0 none */
     otp_proc_fn fn;
     void *arg; /* fn's argument, or the behaviour's state */
     const otp__behaviour *beh;

@@ -4,17 +4,20 @@
  * "name@host") reachable: it listens for distribution connections,
  * registers with EPMD (serving it itself when the port is free, see
  * epmd.h), and starts the node's own services (net_kernel, so that
- * net_adm:ping answers pong). From then on otp_send, otp_gen_server_reply
+ * net_adm:ping answers pong; rex, for rpc; global and pg on a visible
+ * node). From then on otp_send, otp_gen_server_reply
  * and the other sends accept remote pids and {Name, 'node@host'}: the first
  * send to a node connects to it, as in Erlang.
  *
- * What works (see the issue for what does not yet): the handshake both
- * ways, ticks, both framing modes (the atom cache and fragments are read;
- * we send header frames without atom references, never fragmented), sends
- * by pid and by name, links, exits and monitors across nodes (noconnection
- * when a node is lost), monitor_node, gen_server calls both ways, spawn
- * requests (rpc:call, erpc:call into C functions), and, on a visible node,
- * global's connection protocol and the default pg scope.
+ * What works: the handshake both ways, short and long names, ticks, both
+ * framing modes (the atom cache and fragments are read; we send header
+ * frames without atom references, fragmented above 64 KiB as OTP does),
+ * sends by pid and by name, links, exits and monitors across nodes
+ * (noconnection when a node is lost or cannot be reached), monitor_node
+ * and monitor_nodes, gen_server calls both ways, spawn requests (rpc:call,
+ * erpc:call into C functions), rpc from C (otp_rpc_call), and, on a
+ * visible node, global's connection protocol and pg scopes. Not yet:
+ * aliases (we do not advertise ALIAS, so OTP never sends ALIAS_SEND).
  */
 #ifndef OTP_NODE_H
 #define OTP_NODE_H
@@ -35,6 +38,8 @@ typedef struct otp_node otp_node;
 typedef struct otp_node_config {
     const char *cookie;        /* NULL: the contents of ~/.erlang.cookie, as erl reads it */
     uint16_t port;             /* distribution listen port; 0: any free one */
+    uint16_t port_max;         /* with port: the first free one in port..port_max
+                                * (inet_dist_listen_min/max); 0: port alone */
     bool hidden;               /* a hidden node (not in the peers' nodes()) */
     unsigned net_ticktime;     /* seconds; 0: 60, Erlang's default */
     uint16_t epmd_port;        /* 0: ERL_EPMD_PORT or 4369 */
@@ -77,6 +82,12 @@ int otp_node_disconnect(otp_node *n, const char *node);
  * arrives when the connection goes (or at once if it cannot be made);
  * each `true` asks for one message. Connects if not connected. */
 int otp_monitor_node(otp_proc *self, otp_term node, bool on);
+/* net_kernel:monitor_nodes(true|false) for the calling process: {nodeup,
+ * Node} and {nodedown, Node} for every visible node that connects or goes
+ * (hidden ones are not reported, as in Erlang without {node_type, all});
+ * each `true` subscribes once more, `false` ends them all. 0,
+ * -OTP_EBADARG (no process, or no distribution), -OTP_ENOMEM. */
+int otp_monitor_nodes(otp_proc *self, bool on);
 
 /* ---- C functions for rpc:call and erpc:call
  *
@@ -98,18 +109,44 @@ typedef int (*otp_rpc_fn)(otp_proc *self, otp_term args, otp_term *result, void 
 int otp_node_register_fn(otp_node *n, const char *module, const char *function, unsigned arity,
                          otp_rpc_fn fn, void *arg);
 
-/* ---- pg, the default scope (a visible node only), shared with Erlang's
- * pg and Elixir's (Phoenix.PubSub's groups work the same way).
+/* rpc:call(Node, Module, Function, Args, Timeout) from C: runs the function
+ * on node (an Erlang node, or a libotp node with it registered) through
+ * its rex server. self is the calling process, or NULL from a thread
+ * outside the runtime (then the call blocks and a must be given).
+ * *result gets what rpc:call returns there: the function's value (a
+ * thrown value too), or {badrpc, Reason}: {'EXIT', {Error, Stack}} when it
+ * raised, nodedown when node cannot be reached or is lost during the
+ * call, timeout after timeout_ms (OTP_INFINITY: none), in self's arena or
+ * in a. The function's output goes to node's console. Returns 0 whenever
+ * *result is set, -OTP_EBADARG (node, module, function not atoms; args
+ * not a list), -OTP_ENOMEM. */
+int otp_rpc_call(otp_node *n, otp_proc *self, otp_term node, otp_term module, otp_term function,
+                 otp_term args, uint64_t timeout_ms, otp_arena *a, otp_term *result);
+
+/* ---- pg scopes (a visible node only), shared with Erlang's pg and
+ * Elixir's. A scope is a process registered under the scope's name that
+ * speaks OTP's pg protocol with the scopes of that name on other nodes.
+ * The default scope, `pg`, runs from otp_node_start on; Phoenix.PubSub's
+ * is 'Elixir.Phoenix.PubSub' (its groups are the pubsub adapters' names,
+ * each member a process that takes {forward_to_local, Topic, Msg,
+ * Dispatcher}).
  *
- * self is the calling process, or NULL from a thread outside the runtime
- * (then the call blocks). A member must be a process of this node; it
- * leaves its groups when it exits. group is any term. 0, -OTP_EBADARG (not
- * a local pid, or a hidden node: no pg), or a call error. */
-int otp_pg_join(otp_node *n, otp_proc *self, otp_term group, otp_term pid);
-int otp_pg_leave(otp_node *n, otp_proc *self, otp_term group, otp_term pid);
+ * Starts the scope `scope` (pg:start_link(Scope)): 0 and *pid (may be
+ * NULL), -OTP_EEXIST (running already), -OTP_EBADARG (a hidden node, or
+ * no distribution), -OTP_ENOMEM. From a thread or a process. */
+int otp_pg_start_scope(otp_node *n, otp_term scope, otp_term *pid);
+
+/* self is the calling process, or NULL from a thread outside the runtime
+ * (then the call blocks). scope is the scope's name (OTP_NONE: `pg`). A
+ * member must be a process of this node; it leaves its groups when it
+ * exits. group is any term. 0, -OTP_EBADARG (not a local pid, or a hidden
+ * node: no pg), -OTP_ENOPROC (no such scope), or another call error. */
+int otp_pg_join(otp_node *n, otp_proc *self, otp_term scope, otp_term group, otp_term pid);
+int otp_pg_leave(otp_node *n, otp_proc *self, otp_term scope, otp_term group, otp_term pid);
 /* Every member of group on every node the scope knows, as a list of pids:
  * in a (from a thread) or in self's arena. */
-int otp_pg_members(otp_node *n, otp_proc *self, otp_term group, otp_arena *a, otp_term *pids);
+int otp_pg_members(otp_node *n, otp_proc *self, otp_term scope, otp_term group, otp_arena *a,
+                   otp_term *pids);
 
 #ifdef __cplusplus
 }

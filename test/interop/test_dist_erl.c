@@ -360,6 +360,19 @@ static void test_two_libotp_nodes(void **state)
         assert_true(now_ms() < deadline), usleep(1000);
     otp_term nodes[4];
     assert_true(otp_node_connected(nb, nodes, 4) >= 1);
+    /* otp_rpc_call between libotp nodes goes through our rex */
+    assert_int_equal(otp_node_register_fn(nb, "echo", "echo", 1, rpc_echo, NULL), 0);
+    otp_arena *a = otp_arena_new();
+    otp_term res;
+    assert_int_equal(otp_rpc_call(g_n, NULL, otp_atom(nodeb), otp_atom("echo"), otp_atom("echo"),
+                                  otp_parse_str(a, "[{x, 1}]"), 5000, a, &res),
+                     0);
+    assert_string_equal(otp_sprint(a, res), "{x,1}");
+    assert_int_equal(otp_rpc_call(g_n, NULL, otp_atom(nodeb), otp_atom("echo"), otp_atom("nope"),
+                                  OTP_NIL, 5000, a, &res),
+                     0);
+    assert_string_equal(otp_sprint(a, res), "{badrpc,{'EXIT',{undef,[{echo,nope,[],[]}]}}}");
+    otp_arena_free(a);
     otp_node_stop(nb);
     otp_runtime_stop(rb);
     otp_runtime_free(rb);
@@ -430,7 +443,7 @@ static size_t pg_count(otp_term group)
     otp_arena *a = otp_arena_new();
     otp_term pids = OTP_NIL;
     size_t k = 0;
-    if (otp_pg_members(g_n, NULL, group, a, &pids) == 0)
+    if (otp_pg_members(g_n, NULL, OTP_NONE, group, a, &pids) == 0)
         for (otp_term l = pids; otp_is_cons(l); l = otp_tail(l))
             k++;
     otp_arena_free(a);
@@ -443,7 +456,7 @@ static void test_pg(void **state)
     otp_spawn_opts so = {.shard = 1};
     otp_term member;
     assert_int_equal(otp_spawn(g_rt, NULL, member_main, NULL, &so, &member, NULL), 0);
-    assert_int_equal(otp_pg_join(g_n, NULL, group, member), 0);
+    assert_int_equal(otp_pg_join(g_n, NULL, OTP_NONE, group, member), 0);
     assert_int_equal(pg_count(group), 1);
     char sname[64], eval[1200];
     snprintf(sname, sizeof sname, "p1_%d", (int)getpid());
@@ -470,7 +483,7 @@ static void test_pg(void **state)
     snprintf(full, sizeof full, "%s@%s", sname, g_host);
     otp_arena *a = otp_arena_new();
     otp_term pids;
-    assert_int_equal(otp_pg_members(g_n, NULL, group, a, &pids), 0);
+    assert_int_equal(otp_pg_members(g_n, NULL, OTP_NONE, group, a, &pids), 0);
     for (otp_term l = pids; otp_is_cons(l); l = otp_tail(l))
         if (otp_head(l) != member)
             otp_runtime_send(g_rt, otp_head(l), otp_atom("leave"));
@@ -482,6 +495,433 @@ static void test_pg(void **state)
     /* our member exits: it leaves, and the Erlang side sees it go */
     otp_runtime_send(g_rt, member, otp_atom("go"));
     expect_line(&e, "member gone ok", 10000);
+    reap(&e);
+}
+
+/* rpc from C into an Erlang node (otp_rpc_call), from a thread and from a
+ * process, with every way rpc:call ends; and our own rex, reached the ways
+ * pre-erpc callers and erl_interface reach Erlang's. */
+static _Atomic int g_rpc_proc_ok;
+static otp_term g_rpc_target;
+
+static void rpc_caller_main(otp_proc *self, void *arg)
+{
+    otp_node *n = arg;
+    otp_arena *a = otp_proc_arena(self);
+    otp_term r;
+    int rc = otp_rpc_call(n, self, g_rpc_target, otp_atom("erlang"), otp_atom("node"), OTP_NIL,
+                          5000, NULL, &r);
+    atomic_store(&g_rpc_proc_ok, rc == 0 && r == g_rpc_target ? 1 : -1);
+    (void)a;
+}
+
+static void expect_rpc(otp_term node, const char *m, const char *f, const char *args,
+                       uint64_t timeout, const char *pattern)
+{
+    otp_arena *a = otp_arena_new();
+    otp_term r = OTP_NONE;
+    assert_int_equal(otp_rpc_call(g_n, NULL, node, otp_atom(m), otp_atom(f), otp_parse_str(a, args),
+                                  timeout, a, &r),
+                     0);
+    otp_term binds[2];
+    if (otp_match(pattern, r, binds, 2) != 0)
+        fail_msg("rpc %s:%s%s gave %s, not %s", m, f, args, otp_sprint(a, r), pattern);
+    otp_arena_free(a);
+}
+
+static void test_rpc_from_c_and_rex(void **state)
+{
+    char sname[64], eval[2048], full[320];
+    snprintf(sname, sizeof sname, "r1_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    snprintf(eval, sizeof eval,
+             "N = '%s', pong = net_adm:ping(N),"
+             "io:format(\"rex ~p~n\", [gen_server:call({rex, N}, {call, echo, echo, [r1], user})]),"
+             "{rex, N} ! {self(), {call, echo, echo, [r2], user}},"
+             "receive {rex, R2} -> io:format(\"eirex ~p~n\", [R2]) after 5000 -> "
+             "io:format(\"eirex timeout~n\") end,"
+             "io:format(\"rexundef ~p~n\", [gen_server:call({rex, N}, {call, nomod, f, [1], "
+             "user})]),"
+             "io:format(\"rexerr ~p~n\", [gen_server:call({rex, N}, {call, echo, boom, [], "
+             "user})]),"
+             "io:format(\"rexthrow ~p~n\", [gen_server:call({rex, N}, {call, echo, thrower, "
+             "[t], user})]),"
+             "gen_server:cast({rex, N}, {cast, echo, echo, [c], user}),"
+             "io:format(\"up~n\"), receive after 30000 -> ok end, halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "rex r1", 20000);
+    expect_line(&e, "eirex r2", 5000);
+    expect_line(&e, "rexundef {badrpc,{'EXIT',{undef,[{nomod,f,[1],[]}]}}}", 5000);
+    expect_line(&e, "rexerr {badrpc,{'EXIT',{boom_reason,[{echo,boom,0,[]}]}}}", 5000);
+    expect_line(&e, "rexthrow t", 5000);
+    expect_line(&e, "up", 5000);
+    otp_term node = otp_atom(full);
+    expect_rpc(node, "lists", "reverse", "[[1,2,3]]", 5000, "[3,2,1]");
+    expect_rpc(node, "erlang", "throw", "[t]", 5000, "t");
+    expect_rpc(node, "erlang", "error", "[oops]", 5000, "{badrpc, {'EXIT', {oops, _}}}");
+    expect_rpc(node, "erlang", "exit", "[bye]", 5000, "{badrpc, {'EXIT', bye}}");
+    expect_rpc(node, "nomod", "f", "[]", 5000, "{badrpc, {'EXIT', {undef, _}}}");
+    expect_rpc(node, "timer", "sleep", "[3000]", 200, "{badrpc, timeout}");
+    char nobody[320];
+    snprintf(nobody, sizeof nobody, "nobody%d@%s", (int)getpid(), g_host);
+    expect_rpc(otp_atom(nobody), "erlang", "node", "[]", 5000, "{badrpc, nodedown}");
+    g_rpc_target = node;
+    otp_spawn_opts so = {.shard = 1};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, rpc_caller_main, g_n, &so, &pid, NULL), 0);
+    uint64_t deadline = now_ms() + 10000;
+    while (!atomic_load(&g_rpc_proc_ok))
+        assert_true(now_ms() < deadline), usleep(1000);
+    assert_int_equal(atomic_load(&g_rpc_proc_ok), 1);
+    /* bad arguments are the caller's error, not a badrpc */
+    otp_arena *a = otp_arena_new();
+    otp_term r;
+    assert_int_equal(
+        otp_rpc_call(g_n, NULL, node, otp_small(1), otp_atom("f"), OTP_NIL, 100, a, &r),
+        -OTP_EBADARG);
+    otp_arena_free(a);
+    reap(&e);
+}
+
+/* monitor_nodes: nodeup and nodedown for a visible peer, not for a hidden
+ * one. */
+static _Atomic int g_mn_state; /* 1 subscribed, 2 nodeup seen, 3 nodedown seen, -1 wrong */
+static otp_term g_mn_node;
+
+static void nodes_watcher_main(otp_proc *self, void *arg)
+{
+    assert_int_equal(otp_monitor_nodes(self, true), 0);
+    atomic_store(&g_mn_state, 1);
+    for (;;) {
+        otp_term m;
+        if (otp_receive(self, NULL, NULL, 30000, &m) < 0)
+            return;
+        otp_term b[1];
+        if (otp_match("{nodeup, N}", m, b, 1) == 0 && atomic_load(&g_mn_state) == 1)
+            atomic_store(&g_mn_state, b[0] == g_mn_node ? 2 : -1);
+        else if (otp_match("{nodedown, N}", m, b, 1) == 0 && atomic_load(&g_mn_state) == 2) {
+            atomic_store(&g_mn_state, b[0] == g_mn_node ? 3 : -1);
+            otp_monitor_nodes(self, false);
+            return;
+        } else
+            atomic_store(&g_mn_state, -1);
+        otp_arena_reset(otp_proc_arena(self));
+    }
+}
+
+static void wait_state(_Atomic int *v, int want, unsigned ms)
+{
+    uint64_t deadline = now_ms() + ms;
+    while (atomic_load(v) != want) {
+        assert_true(atomic_load(v) >= 0);
+        assert_true(now_ms() < deadline);
+        usleep(1000);
+    }
+}
+
+static void test_monitor_nodes(void **state)
+{
+    char hs[64], vs[64], full[320];
+    snprintf(hs, sizeof hs, "h1_%d", (int)getpid());
+    snprintf(vs, sizeof vs, "v1_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", vs, g_host);
+    g_mn_node = otp_atom(full);
+    otp_spawn_opts so = {.shard = 1};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, nodes_watcher_main, NULL, &so, &pid, NULL), 0);
+    wait_state(&g_mn_state, 1, 5000);
+    /* a hidden node comes and goes: nothing */
+    char eval[400];
+    snprintf(eval, sizeof eval, "pong = net_adm:ping('%s'), io:format(\"hidden up~n\"), halt().",
+             g_node);
+    char *hargv[] = {g_erl,     "-sname",   hs,      "-setcookie", "distcookie",
+                     "-hidden", "-noshell", "-eval", eval,         NULL};
+    child h = child_start(hargv);
+    expect_line(&h, "hidden up", 20000);
+    reap(&h);
+    /* a visible one: nodeup, then nodedown when it halts */
+    snprintf(eval, sizeof eval,
+             "pong = net_adm:ping('%s'), io:format(\"visible up~n\"), "
+             "receive after 1000 -> ok end, halt().",
+             g_node);
+    child v = erl_start(vs, "distcookie", eval);
+    expect_line(&v, "visible up", 20000);
+    wait_state(&g_mn_state, 2, 5000);
+    reap(&v);
+    wait_state(&g_mn_state, 3, 10000);
+}
+
+/* Phoenix.PubSub-style: a scope other than pg, started on both sides, and
+ * a C member that takes {forward_to_local, ...} as PG2Worker does. */
+static _Atomic int g_fwd_seen;
+
+static void pubsub_worker_main(otp_proc *self, void *arg)
+{
+    otp_term m;
+    while (otp_receive(self, NULL, NULL, 30000, &m) == 0) {
+        otp_term b[2];
+        if (otp_match("{forward_to_local, Topic, Msg, _}", m, b, 2) == 0 &&
+            b[1] == otp_atom("hello")) {
+            atomic_store(&g_fwd_seen, 1);
+            return;
+        }
+    }
+}
+
+static void test_pubsub_scope(void **state)
+{
+    otp_term scope = otp_atom("Elixir.Phoenix.PubSub");
+    otp_term group = otp_atom("Elixir.MyApp.PubSub");
+    otp_term spid;
+    assert_int_equal(otp_pg_start_scope(g_n, scope, &spid), 0);
+    assert_int_equal(otp_pg_start_scope(g_n, scope, NULL), -OTP_EEXIST);
+    otp_spawn_opts so = {.shard = 1};
+    otp_term member;
+    assert_int_equal(otp_spawn(g_rt, NULL, pubsub_worker_main, NULL, &so, &member, NULL), 0);
+    assert_int_equal(otp_pg_join(g_n, NULL, scope, group, member), 0);
+    /* an unknown scope is no process */
+    assert_int_equal(otp_pg_join(g_n, NULL, otp_atom("noscope"), group, member), -OTP_ENOPROC);
+    char sname[64], eval[1400];
+    snprintf(sname, sizeof sname, "ps_%d", (int)getpid());
+    /* The Erlang node starts its scope first and connects afterwards: the
+     * scopes find each other through nodeup/discover, as pg's do. */
+    snprintf(eval, sizeof eval,
+             "S = 'Elixir.Phoenix.PubSub', G = 'Elixir.MyApp.PubSub', N = '%s',"
+             "{ok, _} = pg:start_link(S), ok = pg:join(S, G, self()),"
+             "pong = net_adm:ping(N),"
+             "W = fun W(0, _) -> timeout; W(K, F) -> case F() of true -> ok; false -> "
+             "timer:sleep(20), W(K - 1, F) end end,"
+             "io:format(\"remote ~p~n\", [W(250, fun() -> [P || P <- pg:get_members(S, G), "
+             "node(P) =:= N] =/= [] end)]),"
+             "[P ! {forward_to_local, <<\"topic\">>, hello, 'Elixir.Phoenix.PubSub'} || P <- "
+             "pg:get_members(S, G), node(P) =:= N],"
+             "receive after 20000 -> ok end, halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "remote ok", 20000);
+    uint64_t deadline = now_ms() + 10000;
+    while (!atomic_load(&g_fwd_seen))
+        assert_true(now_ms() < deadline), usleep(1000);
+    /* and we see the Erlang member */
+    deadline = now_ms() + 5000;
+    for (;;) {
+        otp_arena *a = otp_arena_new();
+        otp_term pids;
+        size_t k = 0;
+        if (otp_pg_members(g_n, NULL, scope, group, a, &pids) == 0)
+            for (otp_term l = pids; otp_is_cons(l); l = otp_tail(l))
+                k += otp_head(l) != member;
+        otp_arena_free(a);
+        if (k == 1)
+            break;
+        assert_true(now_ms() < deadline);
+        usleep(10000);
+    }
+    reap(&e);
+}
+
+/* A long-named node (-name, name@127.0.0.1) whose listen port comes from a
+ * range whose first port is taken; erl -name talks to it both ways. */
+static void test_long_names_and_port_range(void **state)
+{
+    /* hold the range's first port */
+    int blocker = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+    socklen_t sl = sizeof sa;
+    assert_int_equal(bind(blocker, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(blocker, 1), 0);
+    getsockname(blocker, (struct sockaddr *)&sa, &sl);
+    uint16_t first = ntohs(sa.sin_port);
+    char nodel[320], el[64], elfull[320];
+    snprintf(nodel, sizeof nodel, "cl%d@127.0.0.1", (int)getpid());
+    snprintf(el, sizeof el, "el%d@127.0.0.1", (int)getpid());
+    snprintf(elfull, sizeof elfull, "%s", el);
+    otp_runtime_config rc = {.shards = 1, .no_pin = true, .node_name = nodel};
+    otp_runtime *rl;
+    assert_int_equal(otp_runtime_new(&rl, &rc), 0);
+    assert_int_equal(otp_runtime_start(rl), 0);
+    otp_node_config nc = {.cookie = "distcookie",
+                          .epmd_port = g_epmd_port,
+                          .port = first,
+                          .port_max = (uint16_t)(first + 20)};
+    otp_node *nl;
+    otp_error err;
+    int r = otp_node_start(rl, &nc, &nl, &err);
+    if (r < 0)
+        fail_msg("otp_node_start: %s", err.message);
+    assert_true(otp_node_port(nl) > first && otp_node_port(nl) <= first + 20);
+    otp_spawn_opts eo = {.name = otp_atom("echo")};
+    otp_term pid;
+    assert_int_equal(otp_spawn(rl, NULL, echo_main, NULL, &eo, &pid, NULL), 0);
+    char eval[800];
+    snprintf(eval, sizeof eval,
+             "N = '%s', io:format(\"ping ~p~n\", [net_adm:ping(N)]),"
+             "{echo, N} ! {self(), long},"
+             "receive M -> io:format(\"echo ~p~n\", [M]) after 5000 -> io:format(\"echo "
+             "timeout~n\") end,"
+             "receive after 20000 -> ok end, halt().",
+             nodel);
+    char *argv[] = {g_erl,      "-name", el,   "-setcookie", "distcookie",
+                    "-noshell", "-eval", eval, NULL};
+    child e = child_start(argv);
+    expect_line(&e, "ping pong", 20000);
+    expect_line(&e, "echo long", 5000);
+    otp_arena *a = otp_arena_new();
+    otp_term res;
+    assert_int_equal(otp_rpc_call(nl, NULL, otp_atom(elfull), otp_atom("erlang"), otp_atom("node"),
+                                  OTP_NIL, 5000, a, &res),
+                     0);
+    assert_int_equal(res, otp_atom(elfull));
+    otp_arena_free(a);
+    reap(&e);
+    otp_node_stop(nl);
+    otp_runtime_stop(rl);
+    otp_runtime_free(rl);
+    close(blocker);
+}
+
+/* Fragments on send: frames over 64 KiB go out as fragments, and while
+ * they do, frames of other senders may pass them but never frames of the
+ * same sender. One C process sends big and small messages alternately,
+ * another streams small ones; Erlang checks each sender's order and every
+ * byte. */
+static otp_term g_frag_node;
+#define FRAG_DEST(a) OTP_TUPLE((a), otp_atom("sink"), g_frag_node)
+
+static void frag_big_main(otp_proc *self, void *arg)
+{
+    otp_arena *a = otp_proc_arena(self);
+    for (int i = 0; i < 8; i++) {
+        size_t len = i % 2 ? 10 : (size_t)(300000 + i * 70001);
+        uint8_t *p = malloc(len);
+        for (size_t k = 0; k < len; k++)
+            p[k] = (uint8_t)(k * 7 + i);
+        otp_send(self, FRAG_DEST(a),
+                 OTP_TUPLE(a, otp_atom("a"), otp_small(i), otp_binary(a, p, len)));
+        free(p);
+        otp_arena_reset(a);
+    }
+}
+
+static void frag_small_main(otp_proc *self, void *arg)
+{
+    otp_arena *a = otp_proc_arena(self);
+    for (int i = 0; i < 200; i++) {
+        otp_send(self, FRAG_DEST(a), OTP_TUPLE(a, otp_atom("b"), otp_small(i), otp_small(i)));
+        otp_arena_reset(a);
+    }
+}
+
+static void test_fragments_on_send(void **state)
+{
+    char sname[64], eval[1600], full[320];
+    snprintf(sname, sizeof sname, "f1_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    snprintf(eval, sizeof eval,
+             "register(sink, self()), pong = net_adm:ping('%s'), io:format(\"ready~n\"),"
+             "Bin = fun(I) -> L = case I rem 2 of 1 -> 10; 0 -> 300000 + I * 70001 end,"
+             "  list_to_binary([(K * 7 + I) band 255 || K <- lists:seq(0, L - 1)]) end,"
+             "Loop = fun Loop(A, B) when A =:= 8, B =:= 200 -> ok;"
+             "  Loop(A, B) -> receive {a, A, X} -> case X =:= Bin(A) of true -> Loop(A + 1, B);"
+             "  false -> {bad_bin, A} end;"
+             "  {b, B, B} -> Loop(A, B + 1);"
+             "  Other -> {out_of_order, A, B, element(1, Other), element(2, Other)}"
+             "  after 20000 -> {timeout, A, B} end end,"
+             "io:format(\"frags ~p~n\", [Loop(0, 0)]), halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "ready", 20000);
+    g_frag_node = otp_atom(full);
+    otp_spawn_opts so0 = {.shard = 0}, so1 = {.shard = 1};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, frag_big_main, NULL, &so0, &pid, NULL), 0);
+    assert_int_equal(otp_spawn(g_rt, NULL, frag_small_main, NULL, &so1, &pid, NULL), 0);
+    expect_line(&e, "frags ok", 30000);
+    reap(&e);
+}
+
+/* Links and monitors across nodes that come and go all a process's life
+ * keep its memory bounded (the remote terms they keep are compacted). */
+static _Atomic size_t g_churn_mem[2];
+static _Atomic int g_churn_clean;
+static otp_term g_churn_node;
+
+static size_t self_memory(otp_proc *self)
+{
+    otp_proc_info info;
+    if (otp_process_info(otp_proc_runtime(self), self, otp_self(self), &info) < 0)
+        return 0;
+    return info.memory;
+}
+
+static void churner_main(otp_proc *self, void *arg)
+{
+    otp_arena *a = otp_proc_arena(self);
+    otp_term m;
+    if (otp_receive(self, NULL, NULL, 20000, &m) < 0) /* the Erlang pid */
+        return;
+    otp_arena *own = otp_arena_new();
+    otp_term epid = otp_copy(own, m);
+    for (int i = 1; i <= 3000; i++) {
+        otp_arena_reset(a);
+        otp_term ref;
+        int r1 = otp_monitor(self, OTP_TUPLE(a, otp_atom("churn"), g_churn_node), &ref);
+        int r2 = r1 == 0 ? otp_demonitor(self, ref, 0) - 1 : r1; /* 1: it was active */
+        int r3 = otp_link(self, epid);
+        int r4 = otp_unlink(self, epid);
+        if (r1 || r2 || r3 || r4) {
+            fprintf(stderr, "churn round %d: %d %d %d %d\n", i, r1, r2, r3, r4);
+            break;
+        }
+        if (i == 300)
+            atomic_store(&g_churn_mem[0], self_memory(self));
+        if (i == 3000)
+            atomic_store(&g_churn_mem[1], self_memory(self));
+    }
+    otp_send(self, epid, otp_atom("done"));
+    otp_receive(self, NULL, NULL, 20000, &m);
+    /* every link and monitor gone both ways (the DEMONITOR_Ps may still be
+     * on their way from the connection's shard) */
+    for (int i = 0; i < 250; i++) {
+        otp_proc_info info;
+        if (otp_process_info(otp_proc_runtime(self), self, otp_self(self), &info) == 0 &&
+            info.links == 0 && info.monitors == 0 && info.monitored_by == 0) {
+            atomic_store(&g_churn_clean, 1);
+            break;
+        }
+        otp_receive(self, NULL, NULL, 20, &m);
+    }
+    otp_arena_free(own);
+}
+
+static void test_remote_link_monitor_churn(void **state)
+{
+    char sname[64], eval[800], full[320];
+    snprintf(sname, sizeof sname, "m1_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    g_churn_node = otp_atom(full);
+    otp_spawn_opts so = {.shard = 1, .name = otp_atom("churner")};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, churner_main, NULL, &so, &pid, NULL), 0);
+    snprintf(eval, sizeof eval,
+             /* connected first: OTP 25 drops a DEMONITOR_P made while the
+              * connection is still pending, between Erlang nodes too */
+             "register(churn, self()), N = '%s', pong = net_adm:ping(N), {churner, N} ! self(),"
+             "[demonitor(monitor(process, {churner, N})) || _ <- lists:seq(1, 3000)],"
+             "receive done -> io:format(\"churned~n\") after 30000 -> io:format(\"timeout~n\") "
+             "end, halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "churned", 30000);
+    size_t m300 = atomic_load(&g_churn_mem[0]), m3000 = atomic_load(&g_churn_mem[1]);
+    printf("  process memory after 300 rounds %zu, after 3000 %zu\n", m300, m3000);
+    assert_true(m300 > 0);
+    assert_true(m3000 < m300 + 32768);
+    otp_runtime_send(g_rt, pid, otp_atom("go"));
+    uint64_t deadline = now_ms() + 5000;
+    while (!atomic_load(&g_churn_clean))
+        assert_true(now_ms() < deadline), usleep(1000);
     reap(&e);
 }
 
@@ -711,10 +1151,16 @@ int main(void)
         cmocka_unit_test(test_noconnection),
         cmocka_unit_test(test_garbage_on_dist_port),
         cmocka_unit_test(test_big_message),
+        cmocka_unit_test(test_fragments_on_send),
         cmocka_unit_test(test_two_libotp_nodes),
         cmocka_unit_test(test_elixir),
         cmocka_unit_test(test_global_sync),
         cmocka_unit_test(test_pg),
+        cmocka_unit_test(test_rpc_from_c_and_rex),
+        cmocka_unit_test(test_monitor_nodes),
+        cmocka_unit_test(test_pubsub_scope),
+        cmocka_unit_test(test_long_names_and_port_range),
+        cmocka_unit_test(test_remote_link_monitor_churn),
         cmocka_unit_test(test_ticks_and_stalls),
         cmocka_unit_test(test_connect_disconnect),
         cmocka_unit_test(test_order_both_ways),
