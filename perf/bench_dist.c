@@ -12,7 +12,8 @@
  * quarter of the window (the warm-up), then calls are timed one by one
  * for the window (--ms); the mean and the p50/p99/p99.9 of the per-call
  * times are reported; a caller checks every reply equals its request.
- *   usage: bench_dist [--rounds N] [--ms N] [--scenario S]... [--tsv FILE]
+ *   usage: bench_dist [--rounds N] [--ms N] [--scenario S]... [--pair P]...
+ *                     [--tsv FILE]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -81,6 +82,8 @@ static const char *const pair_names[] = {
     "libotp→libotp", "Erlang→Erlang",       "ei→ei",
     "libotp→Erlang", "ei→Erlang",           "Erlang→libotp",
     "Erlang→ei",     "libotp→libotp epoll", "libotp→Erlang epoll"};
+static const char *const pair_codes[] = {"ll", "ee", "xx",       "le",      "xe",
+                                         "el", "ex", "ll_epoll", "le_epoll"}; /* --pair */
 enum { V_MEAN, V_P50, V_P99, V_P999, N_V }; /* per cell and round */
 
 /* ------------------------------------------------------------ the C server */
@@ -560,7 +563,7 @@ int main(int argc, char **argv)
     int rounds = 3, shards = 1;
     uint64_t ms = 500;
     bool spin = false, use_ei = *BENCH_EI_NODE != 0, use_epoll = true;
-    bool want[N_SC] = {0}, any = false;
+    bool want[N_SC] = {0}, any = false, pair_on[N_PAIRS] = {0}, any_pair = false, raw_on = false;
     const char *tsv = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
@@ -573,7 +576,19 @@ int main(int argc, char **argv)
             use_ei = false;
         else if (!strcmp(argv[i], "--no-epoll"))
             use_epoll = false;
-        else if (!strcmp(argv[i], "--tsv") && i + 1 < argc)
+        else if (!strcmp(argv[i], "--pair") && i + 1 < argc) {
+            const char *c = argv[++i];
+            int k = 0;
+            while (k < N_PAIRS && strcmp(c, pair_codes[k]))
+                k++;
+            if (k == N_PAIRS && strcmp(c, "raw"))
+                die("unknown pair %s (ll ee xx le xe el ex ll_epoll le_epoll raw)", c);
+            if (k < N_PAIRS)
+                pair_on[k] = true;
+            else
+                raw_on = true;
+            any_pair = true;
+        } else if (!strcmp(argv[i], "--tsv") && i + 1 < argc)
             tsv = argv[++i];
         else if (!strcmp(argv[i], "--ms") && i + 1 < argc)
             ms = (uint64_t)atoll(argv[++i]);
@@ -587,7 +602,7 @@ int main(int argc, char **argv)
             want[k] = any = true;
         } else
             die("usage: bench_dist [--rounds N] [--ms N] [--shards N] [--spin] [--no-ei] "
-                "[--no-epoll] [--tsv FILE] [--scenario S]...");
+                "[--no-epoll] [--pair P]... [--tsv FILE] [--scenario S]...");
     }
     if (rounds < 1 || rounds > MAX_ROUNDS)
         die("--rounds between 1 and %d", MAX_ROUNDS);
@@ -663,7 +678,8 @@ int main(int argc, char **argv)
     bool ran[N_PAIRS];
     for (int p = 0; p < N_PAIRS; p++)
         ran[p] = (use_ei || (p != P_XX && p != P_XE && p != P_EX)) &&
-                 (use_epoll || (p != P_LL_EP && p != P_LE_EP));
+                 (use_epoll || (p != P_LL_EP && p != P_LE_EP)) && (!any_pair || pair_on[p]);
+    raw_on = raw_on || !any_pair;
 
     for (int sc = 0; sc < N_SC; sc++)
         for (int p = 0; p < N_PAIRS; p++)
@@ -672,7 +688,10 @@ int main(int argc, char **argv)
                     g_v[sc][p][r][k] = NAN;
     otp_term node_b = otp_atom(nb), node_d = otp_atom(nd), node_s = otp_atom(ns);
     for (int r = 0; r < rounds; r++) {
-        raw_rtt(ms, g_raw[r]);
+        for (int k = 0; k < N_V; k++)
+            g_raw[r][k] = NAN;
+        if (raw_on)
+            raw_rtt(ms, g_raw[r]);
         for (int sc = 0; sc < N_SC; sc++) {
             if (!want[sc])
                 continue;
@@ -747,8 +766,9 @@ int main(int argc, char **argv)
         }
     }
     double rv[MAX_ROUNDS], lo, hi;
-    printf("\nRaw loopback TCP ping-pong, 64 bytes, blocking sockets, ns per round trip:");
-    for (int q = 0; q < N_V; q++) {
+    if (raw_on)
+        printf("\nRaw loopback TCP ping-pong, 64 bytes, blocking sockets, ns per round trip:");
+    for (int q = 0; raw_on && q < N_V; q++) {
         static const char *const qn[N_V] = {"mean", "p50", "p99", "p99.9"};
         for (int r = 0; r < rounds; r++)
             rv[r] = g_raw[r][q];
