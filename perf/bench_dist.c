@@ -554,6 +554,16 @@ static void tsv_write(const bool *want, const bool *ran, int rounds)
                     if (ps[k] >= 0 && ran[ps[k]])
                         tsv_samples(mixed[m].sec, row, mixed[m].n[k], &g_v[sc][ps[k]][0][V_MEAN],
                                     rounds, N_V);
+                if (sc != 0 || m == 2)
+                    continue;
+                for (int q = V_P50; q <= V_P999; q++) { /* latency of the small call */
+                    snprintf(row, sizeof row, "call_num %s", pct_name[q]);
+                    tsv_row(mixed[m].sec, row, "ns", "lo");
+                    for (int k = 0; k < 3; k++)
+                        if (ran[ps[k]])
+                            tsv_samples(mixed[m].sec, row, mixed[m].n[k], &g_v[sc][ps[k]][0][q],
+                                        rounds, N_V);
+                }
             }
         }
 }
