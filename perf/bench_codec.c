@@ -1230,12 +1230,65 @@ static void check_zc(bench *b, otp_arena *keep, item *it, zc_checks *zc)
 
 /* ---------------------------------------------------------------- main */
 
+/* --tsv: every round's whole-mix time for perf/run ("S section row impl
+ * round value": the sum over the items of that round's ns per term), what
+ * each row is ("R ...") and the targets of DESIGN.md ("T ..."). */
+static void tsv_write(const char *path, int rounds,
+                      double res[N_IMPL_ALL][N_OP][N_ITEMS][MAX_ROUNDS])
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write %s", path);
+    static const struct {
+        const char *row;
+        int op;
+        bool zc, with_1m;
+    } rows[] = {
+        {"encode, whole mix", OP_ENC, false, true},
+        {"decode, whole mix", OP_DEC, false, true},
+        {"encode, mix without bin_1m", OP_ENC, false, false},
+        {"decode, mix without bin_1m", OP_DEC, false, false},
+        {"encode zero-copy, whole mix", OP_ENC, true, true},
+        {"decode zero-copy, whole mix", OP_DEC, true, true},
+    };
+    for (size_t w = 0; w < sizeof rows / sizeof rows[0]; w++) {
+        fprintf(f, "R\tcodec\t%s\tns\tlo\n", rows[w].row);
+        const int *impls, main_impls[] = {IMPL_OTP, IMPL_ERL, IMPL_EIX, IMPL_EI},
+                          zc_enc[] = {IMPL_OTPZC, IMPL_ERLZC}, zc_dec[] = {IMPL_OTPZC, IMPL_ERL};
+        int ni = rows[w].zc ? 2 : 4;
+        impls = !rows[w].zc ? main_impls : rows[w].op == OP_ENC ? zc_enc : zc_dec;
+        for (int m = 0; m < ni; m++)
+            for (int r = 0; r < rounds; r++) {
+                double t = 0;
+                bool ok = true;
+                for (size_t k = 0; k < N_ITEMS; k++) {
+                    if (k == ITEM_1M && !rows[w].with_1m)
+                        continue;
+                    double v = res[impls[m]][rows[w].op][k][r];
+                    ok = ok && v > 0;
+                    t += v;
+                }
+                if (ok)
+                    fprintf(f, "S\tcodec\t%s\t%s\t%d\t%.1f\n", rows[w].row,
+                            m == 0   ? "libotp"
+                            : m == 1 ? "Erlang"
+                                     : impl_name[impls[m]],
+                            r + 1, t);
+            }
+        if (!rows[w].with_1m || rows[w].zc)
+            continue;
+        fprintf(f, "T\tcodec\t%s\tErlang\t2\t≥ 2x Erlang\n", rows[w].row);
+        fprintf(f, "T\tcodec\t%s\tei generic\t2\t≥ 2x ei generic\n", rows[w].row);
+    }
+    fclose(f);
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_codec [--quick] [--rounds N] [--ms N] [--no-erlang]\n"
             "                   [--item NAME] [--impl otp|otpzc|eix|ei] [--op enc|dec]\n"
-            "                   [--erl PATH] [--beam-dir DIR]\n"
+            "                   [--erl PATH] [--beam-dir DIR] [--tsv FILE]\n"
             "  --quick      5 rounds of 30 ms per measurement (~15 s)\n"
             "  --rounds N   rounds (default 7, at most %d)\n"
             "  --ms N       time per measurement per round (default 100)\n"
@@ -1247,7 +1300,8 @@ static void usage(void)
             "  (--item, --impl and --op imply --no-erlang)\n"
             "  --iters N    exactly N iterations per measurement, no warm-up (for counting\n"
             "               instructions, e.g. valgrind --tool=callgrind --toggle-collect=run)\n"
-            "  --write-mix F  write the mix file the Erlang side reads to F, and exit\n",
+            "  --write-mix F  write the mix file the Erlang side reads to F, and exit\n"
+            "  --tsv FILE   also write every round's whole-mix times to FILE (for perf/run)\n",
             MAX_ROUNDS);
     exit(2);
 }
@@ -1263,7 +1317,7 @@ int main(int argc, char **argv)
     /* What --item / --impl select; everything when none is given. */
     bool item_on[N_ITEMS] = {0}, impl_on[N_IMPL_ALL] = {0}, op_on[N_OP] = {0};
     bool any_item = false, any_impl = false, any_op = false;
-    const char *erl = BENCH_ERL, *beam_dir = BENCH_BEAM_DIR, *write_mix = NULL;
+    const char *erl = BENCH_ERL, *beam_dir = BENCH_BEAM_DIR, *write_mix = NULL, *tsv = NULL;
     uint64_t fixed_iters = 0; /* --iters: no calibration, for instruction counts */
     for (int k = 1; k < argc; k++) {
         if (strcmp(argv[k], "--quick") == 0) {
@@ -1299,6 +1353,8 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[k], "--iters") == 0 && k + 1 < argc) {
             fixed_iters = strtoull(argv[++k], NULL, 10);
             use_erl = false;
+        } else if (strcmp(argv[k], "--tsv") == 0 && k + 1 < argc) {
+            tsv = argv[++k];
         } else if (strcmp(argv[k], "--write-mix") == 0 && k + 1 < argc) {
             write_mix = argv[++k];
         } else if (strcmp(argv[k], "--erl") == 0 && k + 1 < argc) {
@@ -1458,6 +1514,8 @@ int main(int argc, char **argv)
     unlink(mix_path);
 
     report(rounds, ms, all_same, e.ready, erl_checks, &zc, res);
+    if (tsv)
+        tsv_write(tsv, rounds, res);
     fprintf(stderr, "bench_codec: checksum %llu\n", (unsigned long long)g_sink);
     for (size_t k = 0; k < N_ITEMS; k++)
         otp_buf_free(&mix[k].enc);

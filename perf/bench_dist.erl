@@ -7,10 +7,13 @@
 %%
 %%   erl -sname S -setcookie C -noshell -pa DIR -run bench_dist client
 %%       Reads lines "run SCENARIO NODE MS" and answers
-%%       "result SCENARIO VALUE": the client side of each scenario against
-%%       {bench_srv, NODE}, timed over about MS milliseconds after a
-%%       warm-up. Scenarios and units (the C side does the same):
-%%         call_num call_str call_pid call_1mb   ns per sequential call
+%%       "result SCENARIO VALUE [P50 P99 P999]": the client side of each
+%%       scenario against {bench_srv, NODE}, timed over about MS
+%%       milliseconds after a warm-up. Scenarios and units (the C sides do
+%%       the same):
+%%         call_num call_str call_pid call_1mb   ns per sequential call, and
+%%                                               percentiles of the per-call
+%%                                               times (each call timed)
 %%         call_par                              calls/s, 120 callers
 %%         cast                                  casts/s (then one call)
 -module(bench_dist).
@@ -38,8 +41,12 @@ loop() ->
         Line ->
             case string:lexemes(string:trim(Line), " ") of
                 ["run", Sc, Node, Ms] ->
-                    V = run(list_to_atom(Sc), list_to_atom(Node), list_to_integer(Ms)),
-                    io:format("result ~s ~p~n", [Sc, V]);
+                    case run(list_to_atom(Sc), list_to_atom(Node), list_to_integer(Ms)) of
+                        {V, P50, P99, P999} ->
+                            io:format("result ~s ~p ~p ~p ~p~n", [Sc, V, P50, P99, P999]);
+                        V ->
+                            io:format("result ~s ~p~n", [Sc, V])
+                    end;
                 _ ->
                     ok
             end,
@@ -53,12 +60,19 @@ payload(call_1mb) -> binary:copy(<<7>>, 1024 * 1024).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
 
-%% Doubles a batch until it lasts Ms / 4, then times batches for Ms.
+%% Warms up by doubling a batch until it lasts Ms / 4, then times every
+%% call for Ms: {mean, p50, p99, p99.9} in ns (nearest rank).
 seq(Fun, Ms) ->
-    Batch = calibrate(Fun, 1, Ms * 1000000 div 4),
+    _ = calibrate(Fun, 1, Ms * 1000000 div 4),
     T0 = now_ns(),
-    N = timed(Fun, Batch, T0 + Ms * 1000000, 0),
-    (now_ns() - T0) / N.
+    {T, Lat} = timed(Fun, T0, T0 + Ms * 1000000, []),
+    N = length(Lat),
+    S = list_to_tuple(lists:sort(Lat)),
+    {(T - T0) / N, pct(S, N, 0.5), pct(S, N, 0.99), pct(S, N, 0.999)}.
+
+pct(S, N, P) ->
+    K = trunc(P * N + 0.999999),
+    element(max(1, min(N, K)), S).
 
 calibrate(Fun, B, Want) ->
     T0 = now_ns(),
@@ -68,11 +82,12 @@ calibrate(Fun, B, Want) ->
         false -> calibrate(Fun, B * 2, Want)
     end.
 
-timed(Fun, B, End, N) ->
-    times(Fun, B),
-    case now_ns() >= End of
-        true -> N + B;
-        false -> timed(Fun, B, End, N + B)
+timed(Fun, T, End, Lat) ->
+    Fun(),
+    T1 = now_ns(),
+    case T1 >= End of
+        true -> {T1, [T1 - T | Lat]};
+        false -> timed(Fun, T1, End, [T1 - T | Lat])
     end.
 
 times(_, 0) -> ok;

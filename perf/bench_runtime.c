@@ -1133,12 +1133,70 @@ static void report(const results *r, const cfg *c, bool quick, int rounds, int s
 
 /* ------------------------------------------------------------ main */
 
+/* --tsv: every round's sample for perf/run ("S section row impl round
+ * value"), what each row is ("R section row unit better") and the targets
+ * of DESIGN.md ("T section row peer need text"; peer "=" for a bound on
+ * libotp's own value). Erlang's samples are those of its best placement,
+ * as in the table. */
+static void tsv_write(const results *r, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write %s", path);
+    for (int s = 0; s < N_SC; s++) {
+        if (!r->ran[s])
+            continue;
+        const scenario *sc = &scenarios[s];
+        int n = r->rounds[s];
+        for (int m = 0; m < n_rows(r, sc); m++) {
+            const metric *mt = &sc->m[m % sc->nm];
+            if (mt->no_ratio)
+                continue;
+            char row[128];
+            snprintf(row, sizeof row, "%s %s%s", sc->name, mt->name, m < sc->nm ? "" : " unpinned");
+            fprintf(f, "R\truntime\t%s\t%s\t%s\n", row,
+                    mt->k == K_TIME   ? "ns"
+                    : mt->k == K_RATE ? "/s"
+                                      : "B",
+                    mt->k == K_RATE ? "hi" : "lo");
+            for (int i = 0; i < n; i++)
+                if (!isnan(r->c[s][m][i]))
+                    fprintf(f, "S\truntime\t%s\tlibotp\t%d\t%.1f\n", row, i + 1, r->c[s][m][i]);
+            const double *best = NULL;
+            double bv = NAN;
+            for (int node = 0; node < N_NODES; node++)
+                for (int alt = 0; alt < 2; alt++) {
+                    int idx = alt ? mt->erl_alt : mt->erl;
+                    if (idx < 0)
+                        continue;
+                    double v = median(r->e[node][s][idx], n, NULL, NULL);
+                    if (!isnan(v) && (isnan(bv) || (mt->k == K_RATE ? v > bv : v < bv))) {
+                        bv = v;
+                        best = r->e[node][s][idx];
+                    }
+                }
+            for (int i = 0; best && i < n; i++)
+                if (!isnan(best[i]))
+                    fprintf(f, "S\truntime\t%s\tErlang\t%d\t%.1f\n", row, i + 1, best[i]);
+            if (m >= sc->nm)
+                continue;
+            if (mt->t == T_TENTH)
+                fprintf(f, "T\truntime\t%s\tErlang\t10\t≥ 10x Erlang\n", row);
+            else if (mt->t == T_KB)
+                fprintf(f, "T\truntime\t%s\t=\t<=1024\t≤ 1 KB each\n", row);
+            else if (mt->t == T_MSPS)
+                fprintf(f, "T\truntime\t%s\t=\t>=1000000\t> 1M/s per core\n", row);
+        }
+    }
+    fclose(f);
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_runtime [--quick] [--rounds N] [--ms N] [--no-erlang] [--no-node-b]\n"
             "                     [--scenario NAME]... [--no-pin] [--ring N] [--yield N]\n"
-            "                     [--erl PATH] [--beam-dir DIR]\n"
+            "                     [--erl PATH] [--beam-dir DIR] [--tsv FILE]\n"
             "  --quick        3 rounds (spawn_idle 2) of 30 ms batches, 100,000 spawns\n"
             "  --rounds N     rounds (default 7, at most %d; spawn_idle: at most 3)\n"
             "  --ms N         time per timed batch / call_par window (default 200 / 1000)\n"
@@ -1148,7 +1206,8 @@ static void usage(void)
             "                 pingpong_cross msg_one msg_cross spawn_idle\n"
             "  --no-pin       the main runtime's shards unpinned (then no second runtime)\n"
             "  --ring N       ring_capacity of the runtimes (default: the library's, 1024)\n"
-            "  --yield N      stream senders yield every N sends (default 256)\n",
+            "  --yield N      stream senders yield every N sends (default 256)\n"
+            "  --tsv FILE     also write every round's sample to FILE (for perf/run)\n",
             MAX_ROUNDS);
     exit(2);
 }
@@ -1160,9 +1219,11 @@ int main(int argc, char **argv)
     int rounds = -1;
     unsigned ms = 0, yield_every = 0;
     bool sc_on[N_SC] = {0}, any_sc = false;
-    const char *erl = BENCH_ERL, *beam_dir = BENCH_BEAM_DIR;
+    const char *erl = BENCH_ERL, *beam_dir = BENCH_BEAM_DIR, *tsv = NULL;
     for (int k = 1; k < argc; k++) {
-        if (strcmp(argv[k], "--quick") == 0) {
+        if (strcmp(argv[k], "--tsv") == 0 && k + 1 < argc) {
+            tsv = argv[++k];
+        } else if (strcmp(argv[k], "--quick") == 0) {
             quick = true;
         } else if (strcmp(argv[k], "--rounds") == 0 && k + 1 < argc) {
             rounds = atoi(argv[++k]);
@@ -1314,5 +1375,7 @@ int main(int argc, char **argv)
     for (int node = 0; node < N_NODES; node++)
         erl_stop(&nodes[node]);
     report(&r, &c, quick, rounds, spawn_rounds, nodes, erl_ran, node_b);
+    if (tsv)
+        tsv_write(&r, tsv);
     return 0;
 }
