@@ -349,11 +349,16 @@ static int run_capture(char *const argv[], uint16_t port, char **out)
 static char *epmd_names_cmd(bool erlang, uint16_t port)
 {
     char *argv[] = {erlang ? ERLANG_EPMD : g.our_epmd, "-names", NULL};
-    char *out;
-    int st = run_capture(argv, port, &out);
+    /* on the heap, not a local: GCC 12 at -O3 takes strstr's results on
+     * the text for pointers to the local that held it (dangling-pointer) */
+    char **out = malloc(sizeof *out);
+    assert_non_null(out);
+    int st = run_capture(argv, port, out);
+    char *text = *out;
+    free(out);
     if (st != 0)
-        fail_msg("%s -names exited with %d:\n%s", argv[0], st, out);
-    return out;
+        fail_msg("%s -names exited with %d:\n%s", argv[0], st, text);
+    return text;
 }
 
 /* Does a NAMES text (either client's output, or otp_epmd_names's) list
