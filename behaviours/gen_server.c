@@ -196,10 +196,14 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
     }
     otp_term to = otp__local_pid(rt, pid);
     if (!to) {
-        /* A caller on another node: {Tag, Reply} to its pid, as gen:reply
-         * does (a plain send works for alias tags too). */
+        /* A caller on another node: {Tag, Reply} to its alias for an
+         * [alias | Ref] tag, as gen:reply does (a caller that gave up has
+         * ended the alias, and the late reply is dropped there), else to
+         * its pid. */
         if (!otp__dist_is_remote(rt, pid))
             return -OTP_EBADARG;
+        if (from->alias)
+            return otp__dist_alias_send(rt, self->sh, self, ref, OTP_TUPLE(a, tag, reply));
         return otp__dist_send(rt, self->sh, self, pid, OTP_TUPLE(a, tag, reply));
     }
     return otp__reply(self, to, tag, ref, reply);

@@ -24,14 +24,16 @@ typedef enum otp__sig_kind {
 } otp__sig_kind;
 
 enum {
-    OTP__SIGF_LINK = 1,    /* EXIT: caused by a link (reason kill is then trappable) */
-    OTP__SIGF_MONITOR = 2, /* MSG: a call; the target also monitors-back (ref id in ptr) */
-    OTP__SIGF_DEMON = 4,   /* REPLY: the server dropped its end of the call's monitor */
-    OTP__SIGF_DOWN = 8,    /* MSG: a 'DOWN' message; ptr holds its ref id */
-    OTP__SIGF_ALIAS = 16,  /* REPLY: sent to an alias ([alias | Ref] tag) */
-    OTP__SIGF_REMOTE = 32, /* from a process on another node: from is OTP_NONE and
-                              b holds its pid (LINK, UNLINK, EXIT, MONITOR,
-                              DEMONITOR; the latter two carry its ref in a) */
+    OTP__SIGF_LINK = 1,      /* EXIT: caused by a link (reason kill is then trappable) */
+    OTP__SIGF_MONITOR = 2,   /* MSG: a call; the target also monitors-back (ref id in ptr) */
+    OTP__SIGF_DEMON = 4,     /* REPLY: the server dropped its end of the call's monitor */
+    OTP__SIGF_DOWN = 8,      /* MSG: a 'DOWN' message; ptr holds its ref id */
+    OTP__SIGF_ALIAS = 16,    /* REPLY: sent to an alias ([alias | Ref] tag) */
+    OTP__SIGF_REMOTE = 32,   /* from a process on another node: from is OTP_NONE and
+                                b holds its pid (LINK, UNLINK, EXIT, MONITOR,
+                                DEMONITOR; the latter two carry its ref in a) */
+    OTP__SIGF_TO_ALIAS = 64, /* MSG: sent to an alias (its id in ptr): delivered
+                                only while the target has that alias */
 };
 
 typedef struct otp__sig {

@@ -64,6 +64,7 @@ typedef struct blob {
     size_t ctl_len;
     bool payload;
     bool frame; /* a frame of send_ctl's (not handshake bytes or a tick) */
+    bool alias; /* an ALIAS_SEND: only for a peer that negotiated ALIAS */
     /* The process the frame is from, OTP_NONE if not known. While a big
      * frame goes out in fragments, frames of other known senders may pass
      * it (they do not share an ordered pair with it); others wait. */
@@ -242,6 +243,8 @@ static const char *spawn_request(conn *c, otp_term ctl, otp_term args);
 static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg);
 static int send_ctl_from(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg,
                          otp_term sender);
+static int send_frame(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg,
+                      otp_term sender, bool alias);
 static void kick_writer(conn *c);
 
 static conn *find_conn(otp_node *n, otp_term peer)
@@ -407,6 +410,7 @@ static int queue_bytes(conn *c, const uint8_t *p, size_t len)
     b->ctl_len = 0;
     b->payload = false;
     b->frame = false;
+    b->alias = false;
     b->sender = OTP_NONE;
     b->frag_off = 0;
     if (c->oq_tail)
@@ -581,6 +585,21 @@ static void go_up(conn *c)
     c->last_rx = c->last_tx = otp__now_ms();
     up_add(n, c->peer);
     node_event(n, c, "nodeup");
+    if (!(c->flags & OTP__DF_ALIAS)) { /* sends to aliases it cannot take */
+        blob **pp = &c->pre, *last = NULL;
+        while (*pp) {
+            blob *b = *pp;
+            if (!b->alias) {
+                last = b;
+                pp = &b->next;
+                continue;
+            }
+            *pp = b->next;
+            b->next = NULL;
+            blob_free_list(b);
+        }
+        c->pre_tail = last;
+    }
     if (c->pre) {
         if (c->header_mode)
             for (blob *b = c->pre; b; b = b->next)
@@ -753,6 +772,11 @@ static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why
         case OTP__CTL_REG_SEND_TT:
             deliver(n, otp_tuple_get(ctl, 3), msg);
             break;
+        case OTP__CTL_ALIAS_SEND:
+        case OTP__CTL_ALIAS_SEND_TT:
+            /* to the process owning the alias, if it still has it */
+            otp__alias_deliver(n->sh, otp_tuple_get(ctl, 2), msg);
+            break;
         case OTP__CTL_SPAWN_REQUEST:
         case OTP__CTL_SPAWN_REQUEST_TT: {
             const char *bad = spawn_request(c, ctl, msg);
@@ -768,8 +792,8 @@ static const char *handle_frame(conn *c, const uint8_t *b, size_t len, char *why
                 snprintf(why, cap, "%s", bad);
                 r = -1;
             }
-            /* Others (GROUP_LEADER, ALIAS_SEND of aliases we never hand
-             * out, spawn replies to requests we never make) are dropped. */
+            /* Others (GROUP_LEADER, spawn replies to requests we never
+             * make) are dropped. */
             break;
         }
         }
@@ -1073,6 +1097,10 @@ static void enqueue(otp_node *n, otp_term peer, blob *b)
         return;
     }
     if (c->state == C_UP) {
+        if (b->alias && !(c->flags & OTP__DF_ALIAS)) {
+            blob_free_list(b); /* OTP drops a send to an alias it cannot pass on */
+            return;
+        }
         if (c->header_mode)
             to_header_mode(b);
         if (c->oq_tail)
@@ -1148,6 +1176,12 @@ static int send_ctl(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, ot
 static int send_ctl_from(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg,
                          otp_term sender)
 {
+    return send_frame(n, sh, peer, ctl, msg, sender, false);
+}
+
+static int send_frame(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, otp_term msg,
+                      otp_term sender, bool alias)
+{
     otp_buf buf = {0};
     int rc = otp_buf_reserve(&buf, 64);
     size_t ctl_len = 0;
@@ -1177,6 +1211,7 @@ static int send_ctl_from(otp_node *n, otp__shard *sh, otp_term peer, otp_term ct
     b->ctl_len = ctl_len;
     b->payload = msg != OTP_NONE;
     b->frame = true;
+    b->alias = alias;
     b->sender = sender;
     b->frag_off = 0;
     if (sh && sh->index == n->home) {
@@ -1232,6 +1267,27 @@ int otp__dist_ctl(otp_runtime *rt, otp__shard *sh, otp_term node, otp_term ctl)
     /* LINK, EXIT, MONITOR_P...: element 1 is the local process it is from */
     otp_term from = otp_tuple_arity(ctl) > 1 ? otp_tuple_get(ctl, 1) : OTP_NONE;
     return send_ctl_from(n, sh, node, ctl, OTP_NONE, otp_is_pid(from) ? from : OTP_NONE);
+}
+
+int otp__dist_alias_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term alias,
+                         otp_term msg)
+{
+    otp_node *n = dist_of(rt);
+    if (!n)
+        return 0; /* no distribution: nobody to reach, dropped */
+    otp_term peer;
+    uint32_t creation, w[5];
+    size_t nw;
+    if (otp_ref_parts(alias, &peer, &creation, w, &nw) < 0 || peer == n->node)
+        return 0;
+    otp_arena *a = otp_arena_new();
+    if (!a)
+        return -OTP_ENOMEM;
+    otp_term from = self ? otp_self(self) : n->net_kernel;
+    int rc = send_frame(n, sh, peer, OTP_TUPLE(a, otp_small(OTP__CTL_ALIAS_SEND), from, alias), msg,
+                        self ? from : OTP_NONE, true);
+    otp_arena_free(a);
+    return rc;
 }
 
 int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg)
@@ -2164,7 +2220,7 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
      * would make a peer send what we cannot take yet. */
     n->flags = OTP__DF_REQUIRED | OTP__DF_UNICODE_IO | OTP__DF_SMALL_ATOM_TAGS | OTP__DF_SPAWN |
                OTP__DF_DIST_MONITOR | OTP__DF_DIST_MONITOR_NAME | OTP__DF_DIST_HDR_ATOM_CACHE |
-               OTP__DF_FRAGMENTS | (c.hidden ? 0 : OTP__DF_PUBLISHED);
+               OTP__DF_FRAGMENTS | OTP__DF_ALIAS | (c.hidden ? 0 : OTP__DF_PUBLISHED);
     int rc;
     if (c.cookie) {
         n->cookie_len = strlen(c.cookie);

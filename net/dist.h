@@ -26,6 +26,12 @@ bool otp__dist_is_remote(otp_runtime *rt, otp_term dest);
 int otp__dist_send(otp_runtime *rt, struct otp__shard *sh, otp_proc *self, otp_term dest,
                    otp_term msg);
 
+/* Alias ! Msg for an alias of another node: ALIAS_SEND {33, From, Alias}
+ * + msg, if the connection negotiated ALIAS (dropped otherwise, as OTP
+ * drops it). Like otp__dist_send otherwise. */
+int otp__dist_alias_send(otp_runtime *rt, struct otp__shard *sh, otp_proc *self, otp_term alias,
+                         otp_term msg);
+
 /* Sends a control message with no payload (LINK, EXIT, MONITOR_P...) to
  * `node`, from the shard sh (or a thread, sh NULL), behind what sh sent
  * there before. 0, or a negative code (dropped). */

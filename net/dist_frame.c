@@ -156,6 +156,12 @@ static int decode_body(otp_arena *a, const uint8_t *b, size_t len, otp__refc *sh
         if (ar < 4 || *msg == OTP_NONE || !otp_is_atom(otp_tuple_get(*ctl, 3)))
             return bad(why, cap, "REG_SEND without a name or a message");
         break;
+    case OTP__CTL_ALIAS_SEND:
+    case OTP__CTL_ALIAS_SEND_TT:
+        if (ar < 3 || *msg == OTP_NONE || !otp_is_pid(otp_tuple_get(*ctl, 1)) ||
+            !otp_is_ref(otp_tuple_get(*ctl, 2)))
+            return bad(why, cap, "ALIAS_SEND without a pid, an alias or a message");
+        break;
     case OTP__CTL_SPAWN_REQUEST:
     case OTP__CTL_SPAWN_REQUEST_TT:
         if (ar < 6 || *msg == OTP_NONE)

@@ -65,6 +65,31 @@ uint64_t otp__ref_id(otp_runtime *rt, otp_term ref)
     return (uint64_t)w[0] | (uint64_t)w[1] << 18 | (uint64_t)(w[2] & 0x3fff) << 50;
 }
 
+/* Aliases carry their process: the three words of an ordinary ref of ours,
+ * then the pid's id and serial, so a message to one finds its way without
+ * a table (as the BEAM's pid-refs do). Five words need V4_NC, which every
+ * peer of ours has. */
+static otp_term alias_term(otp_runtime *rt, otp_arena *a, uint64_t id, otp_term pid)
+{
+    uint32_t w[5] = {(uint32_t)(id & 0x3ffff), (uint32_t)(id >> 18),
+                     (uint32_t)(id >> 50) | (0x6c6fu << 16), otp__lpid_id(pid),
+                     otp__lpid_serial(pid)};
+    return otp_ref(a, rt->node, rt->creation, w, 5);
+}
+
+uint64_t otp__alias_of(otp_runtime *rt, otp_term ref, otp_term *pid)
+{
+    otp_term node;
+    uint32_t creation, w[5];
+    size_t n;
+    if (otp_ref_parts(ref, &node, &creation, w, &n) < 0 || n != 5 || node != rt->node ||
+        creation != rt->creation || (w[2] >> 16) != 0x6c6fu || w[0] > 0x3ffff ||
+        w[4] > OTP__LPID_SERIAL_MAX)
+        return 0;
+    *pid = otp__mk_lpid(rt->node_slot, w[3], w[4]);
+    return (uint64_t)w[0] | (uint64_t)w[1] << 18 | (uint64_t)(w[2] & 0x3fff) << 50;
+}
+
 otp_term otp__local_pid(otp_runtime *rt, otp_term t)
 {
     if (otp__is_lpid(t))
@@ -296,6 +321,18 @@ static bool del_link(otp_proc *p, otp_term pid)
     return true;
 }
 
+/* Is alias id active in p? A reply-once alias is used up by the message. */
+static bool alias_take(otp_proc *p, uint64_t id)
+{
+    for (uint32_t i = 0; i < p->naliases; i++)
+        if (p->aliases[i] >> 1 == id) {
+            if (p->aliases[i] & 1)
+                p->aliases[i] = p->aliases[--p->naliases];
+            return true;
+        }
+    return false;
+}
+
 /* Two refs (both checked to be refs) by their parts: a server that many
  * remote callers monitor compares one DEMONITOR_P's ref with each of them,
  * once per call, and the generic term order costs too much for that. */
@@ -397,6 +434,7 @@ static void proc_free(otp_proc *p)
     otp_arena_free(p->mon_arena);
     free(p->links);
     free(p->mons);
+    free(p->aliases);
     sh->procs[p->slot] = NULL;
     sh->serials[p->slot] = (sh->serials[p->slot] + 1) & OTP__LPID_SERIAL_MAX;
     sh->free_slots[sh->nfree++] = p->slot;
@@ -584,6 +622,8 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
     }
     switch (s->kind) {
     case OTP__SIG_MSG:
+        if ((s->flags & OTP__SIGF_TO_ALIAS) && !alias_take(p, (uint64_t)(uintptr_t)s->ptr))
+            break; /* the alias is gone: dropped, as Erlang drops it */
         if (s->flags & OTP__SIGF_MONITOR)
             add_mon(p, (uint64_t)(uintptr_t)s->ptr, s->from, s->from, false);
         enqueue_msg(p, s);
@@ -776,10 +816,44 @@ static otp_term resolve(otp_runtime *rt, otp_term dest)
     return otp__local_pid(rt, dest);
 }
 
+/* Alias ! Msg: to the process the alias names, if it still has it (checked
+ * there, on arrival); to another node's alias through ALIAS_SEND; any
+ * other ref is no one, and the message is dropped as Erlang drops it. */
+static int send_alias(otp__shard *sh, otp_proc *self, otp_term ref, otp_term msg)
+{
+    otp_runtime *rt = sh->rt;
+    otp_term to;
+    uint64_t id = otp__alias_of(rt, ref, &to);
+    if (!id) {
+        otp_term node;
+        uint32_t creation, w[5];
+        size_t n;
+        if (otp_ref_parts(ref, &node, &creation, w, &n) == 0 && node != rt->node)
+            return otp__dist_alias_send(rt, sh, self, ref, msg);
+        return 0;
+    }
+    otp__sig *s =
+        otp__sig_new(OTP__SIG_MSG, to, self ? self->pid : OTP_NONE, msg, OTP_NONE, OTP_NONE);
+    if (!s)
+        return -OTP_ENOMEM;
+    s->flags = OTP__SIGF_TO_ALIAS;
+    s->ptr = (void *)(uintptr_t)id;
+    otp__route(sh, s);
+    return 0;
+}
+
+int otp__alias_deliver(otp__shard *sh, otp_term ref, otp_term msg)
+{
+    otp_term to;
+    return otp__alias_of(sh->rt, ref, &to) ? send_alias(sh, NULL, ref, msg) : 0;
+}
+
 int otp__send_from(otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg, unsigned kind,
                    otp_term alias)
 {
     otp_runtime *rt = sh->rt;
+    if (kind == OTP__SIG_MSG && otp_is_ref(dest))
+        return send_alias(sh, self, dest, msg);
     otp_term to = resolve(rt, dest);
     if (!to) {
         if (kind == OTP__SIG_MSG && otp__dist_is_remote(rt, dest))
@@ -803,11 +877,62 @@ int otp_send(otp_proc *self, otp_term dest, otp_term msg)
     return otp__send_from(self->sh, self, dest, msg, OTP__SIG_MSG, OTP_NONE);
 }
 
+int otp_alias(otp_proc *self, unsigned flags, otp_term *alias)
+{
+    if (!self || otp__this_shard() != self->sh || !alias)
+        return -OTP_EBADARG;
+    if (self->naliases == self->capaliases) {
+        uint32_t cap = self->capaliases ? self->capaliases * 2 : 2;
+        uint64_t *n = realloc(self->aliases, cap * sizeof *n);
+        if (!n)
+            return -OTP_ENOMEM;
+        self->aliases = n;
+        self->capaliases = cap;
+    }
+    uint64_t id = otp__ref_new(self->sh);
+    otp_term t = alias_term(self->sh->rt, proc_arena(self), id, self->pid);
+    if (t == OTP_NONE)
+        return -OTP_ENOMEM;
+    self->aliases[self->naliases++] = id << 1 | (flags & OTP_ALIAS_REPLY ? 1 : 0);
+    *alias = t;
+    return 0;
+}
+
+int otp_unalias(otp_proc *self, otp_term alias)
+{
+    if (!self || otp__this_shard() != self->sh)
+        return -OTP_EBADARG;
+    otp_term pid;
+    uint64_t id = otp__alias_of(self->sh->rt, alias, &pid);
+    if (!id || pid != self->pid)
+        return 0;
+    for (uint32_t i = 0; i < self->naliases; i++)
+        if (self->aliases[i] >> 1 == id) {
+            self->aliases[i] = self->aliases[--self->naliases];
+            return 1;
+        }
+    return 0;
+}
+
 int otp_runtime_send(otp_runtime *rt, otp_term dest, otp_term msg)
 {
     otp__shard *sh = otp__this_shard();
     if (sh && sh->rt == rt)
         return otp__send_from(sh, NULL, dest, msg, OTP__SIG_MSG, OTP_NONE);
+    if (otp_is_ref(dest)) {
+        otp_term pid;
+        uint64_t id = otp__alias_of(rt, dest, &pid);
+        if (!id)
+            return otp__dist_is_remote(rt, dest) ? otp__dist_alias_send(rt, NULL, NULL, dest, msg)
+                                                 : 0;
+        otp__sig *s = otp__sig_new(OTP__SIG_MSG, pid, OTP_NONE, msg, OTP_NONE, OTP_NONE);
+        if (!s)
+            return -OTP_ENOMEM;
+        s->flags = OTP__SIGF_TO_ALIAS;
+        s->ptr = (void *)(uintptr_t)id;
+        otp__inject(rt, otp__pid_shard(pid), s);
+        return 0;
+    }
     otp_term to = resolve(rt, dest);
     if (!to) {
         if (otp__dist_is_remote(rt, dest))

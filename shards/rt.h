@@ -96,7 +96,9 @@ struct otp_proc {
     uint32_t nmons, capmons;
     otp_arena *mon_arena;    /* remote pids, {Name, Node} and refs of links and monitors */
     uint32_t mon_compact_at; /* mon_arena's size that triggers its compaction */
-    uint64_t alias;          /* the call this process waits on (ref id), 0 none */
+    uint64_t *aliases;       /* active aliases: ref id << 1 | 1 if reply-once */
+    uint32_t naliases, capaliases;
+    uint64_t alias; /* the call this process waits on (ref id), 0 none */
     otp_proc_fn fn;
     void *arg; /* fn's argument, or the behaviour's state */
     const otp__behaviour *beh;
@@ -247,6 +249,12 @@ otp_term otp__local_pid(otp_runtime *rt, otp_term t);
 uint64_t otp__ref_new(otp__shard *sh);
 otp_term otp__ref_term(otp_runtime *rt, otp_arena *a, uint64_t id);
 uint64_t otp__ref_id(otp_runtime *rt, otp_term ref); /* 0 if not one of ours */
+/* An alias of ours (otp_alias's five-word refs): its id, and the process it
+ * names in *pid; 0 if ref is not one. */
+uint64_t otp__alias_of(otp_runtime *rt, otp_term ref, otp_term *pid);
+/* A message to an alias of ours (from the distribution layer): delivered
+ * if the alias is still active there, dropped otherwise. */
+int otp__alias_deliver(otp__shard *sh, otp_term ref, otp_term msg);
 
 /* ---- scheduling (shard.c) */
 

@@ -166,6 +166,97 @@ static void test_selective_receive(void **state)
     report_destroy(&r);
 }
 
+/* ------------------------------------------------------------ aliases */
+
+/* alias(), alias([reply]) and unalias(): messages to an active alias
+ * arrive, from another shard and from a thread; a reply-once alias takes
+ * one; after unalias nothing more does. */
+typedef struct alias_ctx {
+    report *r;
+    otp_arena *keep; /* the aliases, for the sender and the thread */
+    otp_term a1, a2, a3, owner;
+    _Atomic int stage;
+} alias_ctx;
+
+static void alias_sender_main(otp_proc *self, void *arg)
+{
+    alias_ctx *c = arg;
+    otp_term m;
+    otp_receive(self, NULL, NULL, 5000, &m); /* go */
+    otp_send(self, c->a1, otp_atom("one"));
+    otp_send(self, c->a2, otp_atom("two"));
+    otp_send(self, c->a2, otp_atom("three")); /* the reply-once alias is used up */
+    otp_send(self, c->owner, otp_atom("sent1"));
+    otp_receive(self, NULL, NULL, 5000, &m); /* again */
+    otp_send(self, c->a1, otp_atom("four")); /* unaliased meanwhile */
+    otp_send(self, c->owner, otp_atom("sent2"));
+}
+
+static int64_t code_of(otp_term m)
+{
+    static const char *const names[] = {"one", "two", "three", "sent1", "four", "sent2", "five"};
+    for (int i = 0; i < 7; i++)
+        if (m == otp_atom(names[i]))
+            return i + 1;
+    return 99;
+}
+
+static void alias_owner_main(otp_proc *self, void *arg)
+{
+    alias_ctx *c = arg;
+    otp_term a1, a2, a3, m;
+    assert_int_equal(otp_alias(self, OTP_ALIAS_EXPLICIT, &a1), 0);
+    assert_int_equal(otp_alias(self, OTP_ALIAS_REPLY, &a2), 0);
+    assert_int_equal(otp_alias(self, OTP_ALIAS_EXPLICIT, &a3), 0);
+    c->a1 = otp_copy(c->keep, a1);
+    c->a2 = otp_copy(c->keep, a2);
+    c->a3 = otp_copy(c->keep, a3);
+    c->owner = otp_self(self);
+    otp_spawn_opts so = {.shard = 1};
+    otp_term sender;
+    assert_int_equal(
+        otp_spawn(otp_proc_runtime(self), self, alias_sender_main, c, &so, &sender, NULL), 0);
+    otp_send(self, sender, otp_atom("go"));
+    for (int i = 0; i < 3; i++) { /* one, two, sent1: never three */
+        assert_int_equal(otp_receive(self, NULL, NULL, 5000, &m), 0);
+        report_put(c->r, code_of(m));
+    }
+    assert_int_equal(otp_unalias(self, a1), 1);
+    assert_int_equal(otp_unalias(self, a1), 0);
+    assert_int_equal(otp_unalias(self, a2), 0); /* used up */
+    otp_send(self, sender, otp_atom("again"));
+    assert_int_equal(otp_receive(self, NULL, NULL, 5000, &m), 0); /* sent2, not four */
+    report_put(c->r, code_of(m));
+    atomic_store(&c->stage, 1);
+    assert_int_equal(otp_receive(self, NULL, NULL, 5000, &m), 0); /* five, from a thread */
+    report_put(c->r, code_of(m));
+    report_put(c->r, otp_receive(self, NULL, NULL, 50, &m) == -OTP_ETIMEDOUT ? 0 : 98);
+}
+
+static void test_aliases(void **state)
+{
+    (void)state;
+    otp_runtime *rt = start_rt(2);
+    report r;
+    report_init(&r);
+    alias_ctx c = {.r = &r, .keep = otp_arena_new()};
+    otp_spawn_opts so = {.shard = 0};
+    assert_int_equal(otp_spawn(rt, NULL, alias_owner_main, &c, &so, NULL, NULL), 0);
+    report_wait(&r, 4);
+    while (!atomic_load(&c.stage))
+        ;
+    assert_int_equal(otp_runtime_send(rt, c.a3, otp_atom("five")), 0);
+    report_wait(&r, 6);
+    int64_t want[] = {1, 2, 4, 6, 7, 0};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(r.values[i], want[i]);
+    /* an alias whose process is gone: dropped */
+    assert_int_equal(otp_runtime_send(rt, c.a3, otp_atom("late")), 0);
+    stop_rt(rt);
+    otp_arena_free(c.keep);
+    report_destroy(&r);
+}
+
 /* ---------------------------------------------------------- registry */
 
 typedef struct watch_arg {
@@ -456,7 +547,7 @@ int main(void)
         cmocka_unit_test(test_start_stop),        cmocka_unit_test(test_stop_ends_blocked),
         cmocka_unit_test(test_selective_receive), cmocka_unit_test(test_registry),
         cmocka_unit_test(test_register_race),     cmocka_unit_test(test_msg_ring_wake),
-        cmocka_unit_test(test_stress_100k),
+        cmocka_unit_test(test_stress_100k),       cmocka_unit_test(test_aliases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,12 +12,13 @@
  * What works: the handshake both ways, short and long names, ticks, both
  * framing modes (the atom cache and fragments are read; we send header
  * frames without atom references, fragmented above 64 KiB as OTP does),
- * sends by pid and by name, links, exits and monitors across nodes
+ * sends by pid, by name and to aliases (ALIAS_SEND both ways; replies to
+ * [alias|Ref] call tags go to the alias), links, exits and monitors across nodes
  * (noconnection when a node is lost or cannot be reached), monitor_node
  * and monitor_nodes, gen_server calls both ways, spawn requests (rpc:call,
  * erpc:call into C functions), rpc from C (otp_rpc_call), and, on a
- * visible node, global's connection protocol and pg scopes. Not yet:
- * aliases (we do not advertise ALIAS, so OTP never sends ALIAS_SEND).
+ * visible node, global's connection protocol and pg scopes. We do not
+ * send atom cache references (we read them).
  */
 #ifndef OTP_NODE_H
 #define OTP_NODE_H

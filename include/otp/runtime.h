@@ -144,9 +144,9 @@ void otp_yield(otp_proc *self);
 
 /* ------------------------------------------------------------ messages */
 
-/* Sends a copy of msg to dest: a pid (local or remote) or a registered name
- * (atom). Never blocks on a local destination... except for back-pressure:
- * when the ring to dest's shard is full the sender is suspended until it
+/* Sends a copy of msg to dest: a pid (local or remote), a registered name
+ * (atom), {Name, Node}, or an alias (a ref: see otp_alias). Never blocks on a local destination...
+ * except for back-pressure: when the ring to dest's shard is full the sender is suspended until it
  * drains (order is kept, nothing is dropped). A message to a pid that no
  * longer exists is dropped silently, as in Erlang; a name that is not
  * registered gives -OTP_ENOPROC (Erlang raises badarg). */
@@ -184,6 +184,20 @@ int otp_monitor(otp_proc *self, otp_term target, otp_term *ref);
  * a DOWN already queued is removed, and the answer is 0). */
 #define OTP_DEMONITOR_FLUSH 1u
 int otp_demonitor(otp_proc *self, otp_term ref, unsigned flags);
+
+/* alias() and alias([reply]): a ref that works as an address of self.
+ * otp_send to it (from any process, on any node that speaks ALIAS, which
+ * OTP 24+ does) delivers to self while the alias is active; once it is not,
+ * what is sent to it is dropped on arrival. OTP_ALIAS_EXPLICIT: active until
+ * otp_unalias or exit; OTP_ALIAS_REPLY: also ends with the first message it
+ * delivers. *alias lives in self's arena. 0, -OTP_EBADARG (not from self),
+ * -OTP_ENOMEM. */
+#define OTP_ALIAS_EXPLICIT 0u
+#define OTP_ALIAS_REPLY    1u
+int otp_alias(otp_proc *self, unsigned flags, otp_term *alias);
+/* unalias(Alias): 1 if it was an active alias of self's (now ended), 0 if
+ * not. */
+int otp_unalias(otp_proc *self, otp_term alias);
 
 /* exit(Pid, Reason): sends an exit signal. `kill` cannot be trapped and
  * makes the target exit with `killed`; `normal` is ignored by a target that

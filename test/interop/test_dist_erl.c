@@ -74,6 +74,12 @@ static int gs_init(otp_proc *self, otp_term args, void **state, otp_term *reason
 static otp_gs_ret gs_call(otp_proc *self, otp_term req, const otp_from *from, void *state)
 {
     otp_arena *a = otp_proc_arena(self);
+    otp_term ms;
+    if (otp_match("{slow, Ms}", req, &ms, 1) == 0) { /* a reply that comes late */
+        int64_t v = 0;
+        otp_get_int64(ms, &v);
+        otp_sleep(self, (uint64_t)v);
+    }
     return otp_gs_reply(OTP_TUPLE(a, otp_atom("pong"), req));
 }
 
@@ -925,6 +931,61 @@ static void test_remote_link_monitor_churn(void **state)
     reap(&e);
 }
 
+/* Aliases across nodes: Erlang sends to an alias of ours (ALIAS_SEND) and
+ * it arrives until we unalias; an Erlang caller that timed out does not get
+ * our late reply (we answer an [alias|Ref] tag through the alias). */
+static _Atomic int g_alias_ok;
+static otp_term g_alias_node;
+
+static void alias_proc_main(otp_proc *self, void *arg)
+{
+    otp_arena *a = otp_proc_arena(self);
+    otp_term alias, m;
+    if (otp_alias(self, OTP_ALIAS_EXPLICIT, &alias) < 0)
+        return;
+    otp_term box = OTP_TUPLE(a, otp_atom("aliaser"), g_alias_node);
+    otp_send(self, box, OTP_TUPLE(a, otp_atom("alias"), alias, otp_self(self)));
+    if (otp_receive(self, NULL, NULL, 10000, &m) < 0 || m != otp_atom("via_alias"))
+        return;
+    otp_unalias(self, alias);
+    otp_send(self, box, otp_atom("unaliased"));
+    /* Erlang sends `late` to the alias, then `after_late` to the pid */
+    if (otp_receive(self, NULL, NULL, 10000, &m) < 0 || m != otp_atom("after_late"))
+        return;
+    atomic_store(&g_alias_ok, 1);
+}
+
+static void test_aliases_across_nodes(void **state)
+{
+    char sname[64], eval[1600], full[320];
+    snprintf(sname, sizeof sname, "a1_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    g_alias_node = otp_atom(full);
+    snprintf(eval, sizeof eval,
+             "register(aliaser, self()), N = '%s', pong = net_adm:ping(N), io:format(\"ready~n\"),"
+             "receive {alias, A, P} -> A ! via_alias,"
+             "  receive unaliased -> A ! late, P ! after_late end end,"
+             "io:format(\"timeout ~p~n\", [element(1, element(2, catch gen_server:call({gs, N}, "
+             "{slow, 300}, 50)))]),"
+             "timer:sleep(600),"
+             "io:format(\"mailbox ~p~n\", [receive M -> {stray, M} after 0 -> clean end]),"
+             "io:format(\"call ~p~n\", [gen_server:call({gs, N}, {slow, 10})]),"
+             "halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "ready", 20000);
+    otp_spawn_opts so = {.shard = 1};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, alias_proc_main, NULL, &so, &pid, NULL), 0);
+    expect_line(&e, "timeout timeout", 10000);
+    expect_line(&e, "mailbox clean", 5000);
+    expect_line(&e, "call {pong,{slow,10}}", 5000);
+    uint64_t deadline = now_ms() + 5000;
+    while (!atomic_load(&g_alias_ok))
+        assert_true(now_ms() < deadline), usleep(1000);
+    reap(&e);
+}
+
 /* Ticks with a short net_ticktime on both sides keep an idle connection
  * up; a peer that goes silent (SIGSTOP) is dropped after about
  * net_ticktime; a connection that never finishes its handshake is closed
@@ -1161,6 +1222,7 @@ int main(void)
         cmocka_unit_test(test_pubsub_scope),
         cmocka_unit_test(test_long_names_and_port_range),
         cmocka_unit_test(test_remote_link_monitor_churn),
+        cmocka_unit_test(test_aliases_across_nodes),
         cmocka_unit_test(test_ticks_and_stalls),
         cmocka_unit_test(test_connect_disconnect),
         cmocka_unit_test(test_order_both_ways),
