@@ -45,11 +45,12 @@
 #include "rt.h"
 #include "socket.h"
 
-#define BATCH      64           /* frames per write */
-#define MAX_FRAME  (256u << 20) /* a bigger length is a broken peer */
-#define RBUF_START (64u << 10)
-#define PRE_MAX    (64u << 20) /* bytes queued for a node still connecting */
-#define FRAG_DATA  65536u      /* term bytes per fragment, as OTP sends them */
+#define BATCH          64           /* frames per write */
+#define MAX_FRAME      (256u << 20) /* a bigger length is a broken peer */
+#define RBUF_START     (64u << 10)
+#define PRE_MAX        (64u << 20) /* bytes queued for a node still connecting */
+#define FRAG_DATA      65536u      /* term bytes per fragment, as OTP sends them */
+#define QUEUED_BUCKETS 64
 
 enum { C_CONNECTING, C_HANDSHAKE, C_UP, C_CLOSED };
 
@@ -69,8 +70,9 @@ typedef struct blob {
      * frame goes out in fragments, frames of other known senders may pass
      * it (they do not share an ordered pair with it); others wait. */
     otp_term sender;
-    size_t frag_off; /* fragments: term bytes written so far */
-    uint64_t seq;    /* fragments: the sequence's id */
+    size_t frag_off;         /* fragments: term bytes written so far */
+    uint64_t seq;            /* fragments: the sequence's id */
+    _Atomic int64_t *queued; /* the count of bytes queued this frame is in, or NULL */
 } blob;
 
 /* Pass-through [112][131 Ctl][131 Payload] to header mode with no atom
@@ -150,6 +152,11 @@ struct otp_node {
     otp_term net_kernel, rex, global, pg;
     otp_term *scopes; /* pg scopes started by otp_pg_start_scope, under lock */
     size_t nscopes;
+    /* Bytes encoded toward each peer and not yet written, by a hash of the
+     * peer's atom (peers that share a bucket are held back together:
+     * conservative, never wrong). Senders on any shard read them. */
+    _Atomic int64_t queued[QUEUED_BUCKETS];
+    int64_t busy_limit;
     _Atomic(otp__waiter *) stop_waiter;
     _Atomic bool finished;
     pthread_mutex_t lock; /* `up`, read by otp_node_connected */
@@ -173,6 +180,11 @@ struct otp_node {
 
 static otp_term a_is_auth, a_yes, a_net_kernel, a_empty;
 
+static _Atomic int64_t *queued_of(otp_node *n, otp_term peer)
+{
+    return &n->queued[(peer >> 3) % QUEUED_BUCKETS];
+}
+
 static void dlog(const otp_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void dlog(const otp_node *n, const char *fmt, ...)
 {
@@ -188,6 +200,8 @@ static void blob_free_list(blob *b)
 {
     while (b) {
         blob *next = b->next;
+        if (b->queued) /* written or dropped: no longer holds its sender back */
+            atomic_fetch_sub_explicit(b->queued, (int64_t)b->len, memory_order_relaxed);
         free(b->data);
         free(b);
         b = next;
@@ -411,6 +425,7 @@ static int queue_bytes(conn *c, const uint8_t *p, size_t len)
     b->payload = false;
     b->frame = false;
     b->alias = false;
+    b->queued = NULL;
     b->sender = OTP_NONE;
     b->frag_off = 0;
     if (c->oq_tail)
@@ -1213,6 +1228,10 @@ static int send_frame(otp_node *n, otp__shard *sh, otp_term peer, otp_term ctl, 
     b->frame = true;
     b->alias = alias;
     b->sender = sender;
+    /* counted from now until written or dropped: what busy_dist_port
+     * measures (see wait_not_busy) */
+    b->queued = queued_of(n, peer);
+    atomic_fetch_add_explicit(b->queued, (int64_t)b->len, memory_order_relaxed);
     b->frag_off = 0;
     if (sh && sh->index == n->home) {
         enqueue(n, peer, b);
@@ -1269,6 +1288,42 @@ int otp__dist_ctl(otp_runtime *rt, otp__shard *sh, otp_term node, otp_term ctl)
     return send_ctl_from(n, sh, node, ctl, OTP_NONE, otp_is_pid(from) ? from : OTP_NONE);
 }
 
+/* busy_dist_port: a sender whose messages toward peer are still queued
+ * beyond the limit waits until the connection has written them down
+ * (or dropped them with the connection), as an Erlang process is
+ * suspended on a busy distribution port. A process sleeps in 1 ms steps
+ * (other processes of its shard run), a thread in 1 ms naps; the shards'
+ * own sends (sh without self: spawn replies, monitor exits) never wait. */
+static bool wait_not_busy(otp_runtime *rt, otp_node *n, otp__shard *sh, otp_proc *self,
+                          otp_term peer)
+{
+    if (atomic_load_explicit(queued_of(n, peer), memory_order_relaxed) <= n->busy_limit ||
+        (sh && !self))
+        return true;
+    for (;;) {
+        if (self)
+            otp_sleep(self, 1);
+        else
+            usleep(1000);
+        /* otp_node_stop may have run meanwhile (a sleeping process lets its
+         * shard's quiesce job by): n is not ours to touch once it is gone */
+        if (dist_of(rt) != n)
+            return false;
+        if (atomic_load_explicit(queued_of(n, peer), memory_order_relaxed) <= n->busy_limit)
+            return true;
+    }
+}
+
+int otp_node_queued(otp_node *n, const char *node, size_t *bytes)
+{
+    otp_term peer = node ? otp_atom(node) : OTP_NONE;
+    if (!n || peer == OTP_NONE || !bytes)
+        return -OTP_EBADARG;
+    int64_t v = atomic_load_explicit(queued_of(n, peer), memory_order_relaxed);
+    *bytes = v > 0 ? (size_t)v : 0;
+    return 0;
+}
+
 int otp__dist_alias_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term alias,
                          otp_term msg)
 {
@@ -1280,6 +1335,8 @@ int otp__dist_alias_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_te
     size_t nw;
     if (otp_ref_parts(alias, &peer, &creation, w, &nw) < 0 || peer == n->node)
         return 0;
+    if (!wait_not_busy(rt, n, sh, self, peer))
+        return 0; /* the node stopped: dropped */
     otp_arena *a = otp_arena_new();
     if (!a)
         return -OTP_ENOMEM;
@@ -1306,6 +1363,10 @@ int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term des
         peer = otp_tuple_get(dest, 1);
         ctl = OTP_TUPLE(a, otp_small(OTP__CTL_REG_SEND), self ? otp_self(self) : n->net_kernel,
                         a_empty, otp_tuple_get(dest, 0));
+    }
+    if (!wait_not_busy(rt, n, sh, self, peer)) {
+        otp_arena_free(a);
+        return 0; /* the node stopped: dropped */
     }
     int rc = send_ctl_from(n, sh, peer, ctl, msg, self ? otp_self(self) : OTP_NONE);
     otp_arena_free(a);
@@ -2216,8 +2277,10 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     n->svc.stop = stop_here;
     n->svc.flush = flush_here;
     pthread_mutex_init(&n->lock, NULL);
-    /* What this layer handles today: the mandatory set, and nothing that
-     * would make a peer send what we cannot take yet. */
+    /* Erlang's +zdbbl default, 1024 KB */
+    n->busy_limit = c.dist_buf_busy_limit ? (int64_t)c.dist_buf_busy_limit : 1024 * 1024;
+    /* What this layer handles: the mandatory set, and the optional
+     * features it implements both ways. */
     n->flags = OTP__DF_REQUIRED | OTP__DF_UNICODE_IO | OTP__DF_SMALL_ATOM_TAGS | OTP__DF_SPAWN |
                OTP__DF_DIST_MONITOR | OTP__DF_DIST_MONITOR_NAME | OTP__DF_DIST_HDR_ATOM_CACHE |
                OTP__DF_FRAGMENTS | OTP__DF_ALIAS | (c.hidden ? 0 : OTP__DF_PUBLISHED);

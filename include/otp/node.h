@@ -17,7 +17,8 @@
  * (noconnection when a node is lost or cannot be reached), monitor_node
  * and monitor_nodes, gen_server calls both ways, spawn requests (rpc:call,
  * erpc:call into C functions), rpc from C (otp_rpc_call), and, on a
- * visible node, global's connection protocol and pg scopes. We do not
+ * visible node, global's connection protocol and pg scopes; a sender
+ * waits while too much is queued toward a node (busy_dist_port). We do not
  * send atom cache references (we read them).
  */
 #ifndef OTP_NODE_H
@@ -47,6 +48,9 @@ typedef struct otp_node_config {
     bool epmd_client_only;     /* never serve EPMD ourselves */
     unsigned shard;            /* the shard that owns the listener and connections */
     unsigned setup_timeout_ms; /* connection set-up (net_setuptime); 0: 7000 */
+    /* Bytes queued toward a node beyond which a process sending to it waits
+     * until they are written (busy_dist_port; Erlang's +zdbbl). 0: 1 MiB. */
+    size_t dist_buf_busy_limit;
 } otp_node_config;
 
 /* Starts distribution for rt's node. Call it from a thread, after
@@ -65,6 +69,10 @@ void otp_node_stop(otp_node *n);
 /* The port the node listens on, and its EPMD presence (for static routes). */
 uint16_t otp_node_port(const otp_node *n);
 otp_epmd *otp_node_epmd(otp_node *n);
+
+/* Bytes encoded toward node and not yet written (any thread): what
+ * dist_buf_busy_limit is measured against. 0, -OTP_EBADARG. */
+int otp_node_queued(otp_node *n, const char *node, size_t *bytes);
 
 /* Connected nodes (any thread): writes up to max node atoms, returns how
  * many there are. */

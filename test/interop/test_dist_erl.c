@@ -986,6 +986,72 @@ static void test_aliases_across_nodes(void **state)
     reap(&e);
 }
 
+/* busy_dist_port: toward a peer that stops reading, a sender waits once
+ * about dist_buf_busy_limit bytes are queued (the node's memory stays
+ * bounded); when the peer reads again every message arrives, in order. */
+static _Atomic int g_busy_sent;
+static otp_term g_busy_node;
+#define BUSY_MSGS 200
+#define BUSY_SIZE (256 * 1024)
+
+static void busy_sender_main(otp_proc *self, void *arg)
+{
+    otp_arena *a = otp_proc_arena(self);
+    uint8_t *p = calloc(1, BUSY_SIZE);
+    for (int i = 0; i < BUSY_MSGS; i++) {
+        otp_arena_reset(a);
+        p[0] = (uint8_t)i;
+        otp_send(self, OTP_TUPLE(a, otp_atom("sink"), g_busy_node),
+                 OTP_TUPLE(a, otp_atom("big"), otp_small(i), otp_binary(a, p, BUSY_SIZE)));
+        atomic_fetch_add(&g_busy_sent, 1);
+    }
+    free(p);
+}
+
+static void test_busy_dist_port(void **state)
+{
+    char sname[64], eval[900], full[320];
+    snprintf(sname, sizeof sname, "b1_%d", (int)getpid());
+    snprintf(full, sizeof full, "%s@%s", sname, g_host);
+    g_busy_node = otp_atom(full);
+    snprintf(eval, sizeof eval,
+             "register(sink, self()), pong = net_adm:ping('%s'), io:format(\"ready~n\"),"
+             "L = fun L(%d) -> ok; L(I) -> receive {big, I, <<I, _/binary>>} -> L(I + 1);"
+             "  Other -> {wrong, I, element(2, Other)} after 30000 -> {timeout, I} end end,"
+             /* output first: halt() can beat the io server to stdout */
+             "io:format(\"got ~p~n\", [L(0)]), timer:sleep(500), halt().",
+             g_node, BUSY_MSGS);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "ready", 20000);
+    kill(e.pid, SIGSTOP);
+    otp_spawn_opts so = {.shard = 1};
+    otp_term pid;
+    assert_int_equal(otp_spawn(g_rt, NULL, busy_sender_main, NULL, &so, &pid, NULL), 0);
+    /* wait until the sender stops making progress */
+    uint64_t deadline = now_ms() + 15000, since = now_ms();
+    int last = -1;
+    while (now_ms() - since < 500) {
+        assert_true(now_ms() < deadline);
+        int v = atomic_load(&g_busy_sent);
+        if (v != last) {
+            last = v;
+            since = now_ms();
+        }
+        size_t q;
+        assert_int_equal(otp_node_queued(g_n, full, &q), 0);
+        /* the limit, plus the one frame that crossed it */
+        assert_true(q <= 1024 * 1024 + BUSY_SIZE + 4096);
+        usleep(10000);
+    }
+    printf("  sender held at %d of %d messages (the rest of what went is in socket buffers)\n",
+           last, BUSY_MSGS);
+    assert_true(last < BUSY_MSGS);
+    kill(e.pid, SIGCONT);
+    expect_line(&e, "got ok", 30000);
+    assert_int_equal(atomic_load(&g_busy_sent), BUSY_MSGS);
+    reap(&e);
+}
+
 /* Ticks with a short net_ticktime on both sides keep an idle connection
  * up; a peer that goes silent (SIGSTOP) is dropped after about
  * net_ticktime; a connection that never finishes its handshake is closed
@@ -1223,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_long_names_and_port_range),
         cmocka_unit_test(test_remote_link_monitor_churn),
         cmocka_unit_test(test_aliases_across_nodes),
+        cmocka_unit_test(test_busy_dist_port),
         cmocka_unit_test(test_ticks_and_stalls),
         cmocka_unit_test(test_connect_disconnect),
         cmocka_unit_test(test_order_both_ways),
