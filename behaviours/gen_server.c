@@ -155,7 +155,8 @@ static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
         size_t n = (size_t)otp__hdr_size(r->hdr);
         f->ref_node = r->node;
         f->ref_creation = r->creation;
-        memcpy(f->ref_words, r->words, n * sizeof f->ref_words[0]);
+        /* all five: a fixed-size copy, no library call (unused ones are 0) */
+        memcpy(f->ref_words, r->words, sizeof f->ref_words);
         f->ref_nwords = (uint8_t)n;
     } else {
         f->ref_node = OTP_NONE;

@@ -218,7 +218,8 @@ void otp__sig_free(otp__sig *s)
         return;
     for (size_t i = 0; i < s->nrefcs; i++)
         otp__refc_release(s->refcs[i]);
-    free(s->refcs);
+    if (s->refcs)
+        free(s->refcs);
     otp__block_release(&s->blk);
 }
 
@@ -230,7 +231,8 @@ void otp__sig_adopt(otp__sig *s, otp_arena *a)
          * under memory exhaustion, never a use after free). */
         (void)otp__arena_adopt_refc(a, s->refcs[i]);
     }
-    free(s->refcs);
+    if (s->refcs)
+        free(s->refcs);
     if (s->data_size == 0) {
         otp__block_release(&s->blk);
         return;

@@ -55,11 +55,13 @@ otp_term otp__ref_term(otp_runtime *rt, otp_arena *a, uint64_t id)
 
 uint64_t otp__ref_id(otp_runtime *rt, otp_term ref)
 {
-    otp_term node;
-    uint32_t creation, w[5];
-    size_t n;
-    if (otp_ref_parts(ref, &node, &creation, w, &n) < 0 || n != 3 || node != rt->node ||
-        creation != rt->creation || (w[2] >> 16) != 0x6c6fu || w[0] > 0x3ffff)
+    /* Read in place: every reply asks. */
+    if (!otp__is_kind(ref, OTP__H_REF))
+        return 0;
+    const otp__ref *r = otp__ptr(ref);
+    const uint32_t *w = r->words;
+    if (otp__hdr_size(r->hdr) != 3 || r->node != rt->node || r->creation != rt->creation ||
+        (w[2] >> 16) != 0x6c6fu || w[0] > 0x3ffff)
         return 0;
     return (uint64_t)w[0] | (uint64_t)w[1] << 18 | (uint64_t)(w[2] & 0x3fff) << 50;
 }
@@ -159,6 +161,46 @@ void otp__proc_arena_release(otp_proc *p)
         return;
     }
     otp_arena_free(a);
+}
+
+/* ------------------------------------------------------------ timeouts
+ *
+ * A receive or call timeout goes into the wheel only when the shard's loop
+ * comes round (otp__lazy_timers_arm): most calls are answered within the
+ * same run of hand-offs and then never touch the wheel. Timers fire only in
+ * the loop, and the deadline is fixed when the timeout starts, so arming it
+ * later changes nothing about when it fires. */
+
+static void timeout_start(otp__shard *sh, otp_proc *p, uint64_t at)
+{
+    p->lazy_at = at;
+    p->lazy_next = sh->lazy_timers;
+    if (p->lazy_next)
+        p->lazy_next->lazy_pprev = &p->lazy_next;
+    p->lazy_pprev = &sh->lazy_timers;
+    sh->lazy_timers = p;
+}
+
+static void timeout_stop(otp__shard *sh, otp_proc *p)
+{
+    if (p->lazy_pprev) {
+        *p->lazy_pprev = p->lazy_next;
+        if (p->lazy_next)
+            p->lazy_next->lazy_pprev = p->lazy_pprev;
+        p->lazy_pprev = NULL;
+    } else if (otp__timer_pending(&p->timer.t)) {
+        otp__wheel_cancel(&sh->wheel, &p->timer.t);
+    }
+}
+
+void otp__lazy_timers_arm(otp__shard *sh)
+{
+    otp_proc *p;
+    while ((p = sh->lazy_timers)) {
+        sh->lazy_timers = p->lazy_next;
+        p->lazy_pprev = NULL;
+        otp__wheel_add(&sh->wheel, &p->timer.t, p->lazy_at);
+    }
 }
 
 /* ------------------------------------------------------------ sending */
@@ -367,8 +409,7 @@ static void proc_die(otp_proc *p, otp_term reason)
 {
     otp__shard *sh = p->sh;
     p->state = OTP__P_EXITING;
-    if (otp__timer_pending(&p->timer.t))
-        otp__wheel_cancel(&sh->wheel, &p->timer.t);
+    timeout_stop(sh, p);
     otp_arena *ra = NULL; /* control messages to other nodes, if any */
     for (uint32_t i = 0; i < p->nlinks; i++) {
         otp_term l = p->links[i];
@@ -620,7 +661,7 @@ static int recv_from(otp_proc *self, otp__sig **start, otp_match_fn match, void 
                 continue;
             otp__sigq_unlink(&self->mq, pp);
             if (armed)
-                otp__wheel_cancel(&sh->wheel, &self->timer.t);
+                timeout_stop(sh, self);
             self->timed_out = false; /* a timer that fired as this arrived */
             otp_term m = s->a;
             otp__sig_adopt(s, proc_arena(self));
@@ -637,7 +678,7 @@ static int recv_from(otp_proc *self, otp__sig **start, otp_match_fn match, void 
             /* +1: the clock is in whole ms, and a timeout is never short */
             uint64_t at = otp__now_ms() + 1;
             at = timeout_ms > UINT64_MAX - 1 - at ? UINT64_MAX - 1 : at + timeout_ms;
-            otp__wheel_add(&sh->wheel, &self->timer.t, at);
+            timeout_start(sh, self, at);
             armed = true;
         }
         otp__suspend(self, OTP__P_WAITING);
@@ -1265,16 +1306,45 @@ typedef struct call_msg {
     uint64_t id;
 } call_msg;
 
+/* The objects of {Tag, {Self, [alias | Ref]}, Request} but the request,
+ * in one allocation written in place: this runs on every call. */
+typedef struct call_envelope {
+    otp__ref ref;
+    otp__cons tag;
+    uint64_t from[3];
+    uint64_t msg[4];
+} call_envelope;
+
 /* {Tag, {Self, Ref}, Request}, built inside the signal. */
 static otp_term build_call(otp_arena *a, void *ctx)
 {
     call_msg *c = ctx;
     /* [alias | Ref], as OTP 24+'s gen:call: the reply goes to an alias
      * that dies with the call, so a late one is dropped on arrival. */
-    otp_term ref = otp__ref_term(c->rt, a, c->id);
-    otp_term tag = otp_cons(a, atom_alias, ref);
     otp_term req = otp_is_boxed(c->req) || otp_is_cons(c->req) ? otp_copy(a, c->req) : c->req;
-    return OTP_TUPLE(a, c->tag, OTP_TUPLE(a, c->self, tag), req);
+    if (req == OTP_NONE)
+        return OTP_NONE;
+    call_envelope *e = otp__alloc(a, sizeof *e);
+    if (!e)
+        return OTP_NONE;
+    uint64_t id = c->id;
+    e->ref.hdr = otp__mkhdr(OTP__H_REF, 3);
+    e->ref.node = c->rt->node;
+    e->ref.creation = c->rt->creation;
+    e->ref.words[0] = (uint32_t)(id & 0x3ffff);
+    e->ref.words[1] = (uint32_t)(id >> 18);
+    e->ref.words[2] = (uint32_t)(id >> 50) | (0x6c6fu << 16);
+    e->ref.words[3] = e->ref.words[4] = 0;
+    e->tag.head = atom_alias;
+    e->tag.tail = otp__boxed(&e->ref);
+    e->from[0] = otp__mkhdr(OTP__H_TUPLE, 2);
+    e->from[1] = c->self;
+    e->from[2] = otp__mkcons(&e->tag);
+    e->msg[0] = otp__mkhdr(OTP__H_TUPLE, 3);
+    e->msg[1] = c->tag;
+    e->msg[2] = otp__boxed(e->from);
+    e->msg[3] = req;
+    return otp__boxed(e->msg);
 }
 
 int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_term req, uint64_t id,
@@ -1311,7 +1381,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
         }
     } else {
         call_msg cm = {sh->rt, tag, self->pid, req, id};
-        size_t size = 5 * 8 + 3 * 8 + sizeof(otp__cons) + sizeof(otp__ref) +
+        size_t size = sizeof(call_envelope) +
                       (otp_is_boxed(req) || otp_is_cons(req) ? otp_copy_size(req) : 0);
         otp__sig *s = otp__sig_build(OTP__SIG_MSG, to, self->pid, size, build_call, &cm);
         if (!s) {
@@ -1336,7 +1406,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
                 continue;
             otp__sigq_unlink(&self->mq, pp);
             if (armed)
-                otp__wheel_cancel(&sh->wheel, &self->timer.t);
+                timeout_stop(sh, self);
             self->timed_out = false;
             self->alias = 0;
             otp_term m = r->a;
@@ -1372,7 +1442,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
              * a call must not pay for reading the clock. */
             uint64_t at = sh->now_ms + 1;
             at = timeout_ms > UINT64_MAX - at ? UINT64_MAX - 1 : at + timeout_ms;
-            otp__wheel_add(&sh->wheel, &self->timer.t, at);
+            timeout_start(sh, self, at);
             armed = true;
         }
         otp__suspend(self, OTP__P_WAITING);

@@ -89,6 +89,10 @@ struct otp_proc {
     otp_arena *arena;  /* received messages and built terms */
     otp__ktimer timer; /* receive / sleep timeout */
     bool timed_out;
+    /* A timeout not yet in the wheel (see otp__lazy_timers_arm): its
+     * deadline, and the shard's list of them (lazy_pprev NULL: not in it). */
+    uint64_t lazy_at;
+    otp_proc *lazy_next, **lazy_pprev;
     otp_proc *rq_next; /* run queue */
     otp_term *links;   /* linked pids */
     uint32_t nlinks, caplinks;
@@ -173,8 +177,9 @@ struct otp__shard {
     unsigned handoffs; /* process-to-process switches left this turn */
     bool held;         /* an outbox is over its limit: no process runs */
     otp_proc *rq_head, *rq_tail;
-    otp__sigq local;                         /* signals to this shard's processes */
-    otp__sigq *out;                          /* per destination shard: waiting for ring room */
+    otp_proc *lazy_timers; /* waiting processes whose timeout is not in the wheel yet */
+    otp__sigq local;       /* signals to this shard's processes */
+    otp__sigq *out;        /* per destination shard: waiting for ring room */
     uint64_t out_mask[OTP__MAX_SHARDS / 64]; /* destinations with something in out[] */
     otp__wheel wheel;
     uint64_t now_ms;
@@ -282,6 +287,9 @@ _Noreturn void otp__proc_exit_self(otp_proc *p, otp_term reason);
 /* A behaviour takes its next message: 0 and *msg, or -OTP_ETIMEDOUT when
  * the mailbox is empty. The message lives in arena a. */
 int otp__take(otp_proc *p, otp_arena *a, otp_term *msg);
+/* Puts the timeouts that processes set since the last call into the wheel
+ * (the loop, before it reads the wheel). */
+void otp__lazy_timers_arm(otp__shard *sh);
 /* Runs a timer-fired send. */
 void otp__tmsg_fire(otp__shard *sh, otp__tmsg *tm);
 /* Ends every process of the shard with reason shutdown. */

@@ -600,6 +600,7 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
                 svc->flush(sh, svc);
             }
     }
+    otp__lazy_timers_arm(sh); /* before the wheel says how long to sleep */
     bool backlog = flush_out(sh);
     /* acquire: pairs with the release decrement of the last process */
     if (atomic_load_explicit(&rt->state, memory_order_acquire) >= OTP__RT_STOPPING &&
