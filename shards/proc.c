@@ -1306,11 +1306,31 @@ typedef struct call_msg {
     uint64_t id;
 } call_msg;
 
+/* [alias | Ref] for ref id `id`, written in place: what otp__ref_term and
+ * otp_cons would make, without their calls. */
+typedef struct alias_tag {
+    otp__ref ref;
+    otp__cons cons;
+} alias_tag;
+
+static otp_term alias_tag_write(alias_tag *t, otp_runtime *rt, uint64_t id)
+{
+    t->ref.hdr = otp__mkhdr(OTP__H_REF, 3);
+    t->ref.node = rt->node;
+    t->ref.creation = rt->creation;
+    t->ref.words[0] = (uint32_t)(id & 0x3ffff);
+    t->ref.words[1] = (uint32_t)(id >> 18);
+    t->ref.words[2] = (uint32_t)(id >> 50) | (0x6c6fu << 16);
+    t->ref.words[3] = t->ref.words[4] = 0;
+    t->cons.head = atom_alias;
+    t->cons.tail = otp__boxed(&t->ref);
+    return otp__mkcons(&t->cons);
+}
+
 /* The objects of {Tag, {Self, [alias | Ref]}, Request} but the request,
  * in one allocation written in place: this runs on every call. */
 typedef struct call_envelope {
-    otp__ref ref;
-    otp__cons tag;
+    alias_tag tag;
     uint64_t from[3];
     uint64_t msg[4];
 } call_envelope;
@@ -1327,19 +1347,10 @@ static otp_term build_call(otp_arena *a, void *ctx)
     call_envelope *e = otp__alloc(a, sizeof *e);
     if (!e)
         return OTP_NONE;
-    uint64_t id = c->id;
-    e->ref.hdr = otp__mkhdr(OTP__H_REF, 3);
-    e->ref.node = c->rt->node;
-    e->ref.creation = c->rt->creation;
-    e->ref.words[0] = (uint32_t)(id & 0x3ffff);
-    e->ref.words[1] = (uint32_t)(id >> 18);
-    e->ref.words[2] = (uint32_t)(id >> 50) | (0x6c6fu << 16);
-    e->ref.words[3] = e->ref.words[4] = 0;
-    e->tag.head = atom_alias;
-    e->tag.tail = otp__boxed(&e->ref);
+    otp_term tag = alias_tag_write(&e->tag, c->rt, c->id);
     e->from[0] = otp__mkhdr(OTP__H_TUPLE, 2);
     e->from[1] = c->self;
-    e->from[2] = otp__mkcons(&e->tag);
+    e->from[2] = tag;
     e->msg[0] = otp__mkhdr(OTP__H_TUPLE, 3);
     e->msg[1] = c->tag;
     e->msg[2] = otp__boxed(e->from);
@@ -1420,7 +1431,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             }
             otp__sig_adopt(r, proc_arena(self));
             if (is_reply) {
-                *reply = otp_tuple_get(m, 1);
+                *reply = otp__tuple_el(m, 1); /* {Tag, Reply}, as otp__reply built it */
                 return 0;
             }
             otp_term reason = otp_tuple_get(m, 4);
@@ -1495,7 +1506,9 @@ void otp__proc_node_down(otp__shard *sh, otp_term node)
 }
 
 typedef struct reply_msg {
+    otp_runtime *rt;
     otp_term tag, reply;
+    uint64_t alias; /* the tag is [alias | Ref] of our ref with this id; else 0 */
 } reply_msg;
 
 static otp_term copy_in(otp_arena *a, otp_term t)
@@ -1512,24 +1525,42 @@ static size_t copy_bytes(otp_term t)
 static otp_term build_reply(otp_arena *a, void *ctx)
 {
     reply_msg *r = ctx;
-    otp_term tag = copy_in(a, r->tag);
-    return OTP_TUPLE(a, tag, copy_in(a, r->reply));
+    otp_term reply = copy_in(a, r->reply), tag;
+    if (r->alias) {
+        alias_tag *t = otp__alloc(a, sizeof *t);
+        tag = t ? alias_tag_write(t, r->rt, r->alias) : OTP_NONE;
+    } else {
+        tag = copy_in(a, r->tag);
+    }
+    otp_term *msg = otp__alloc_words(a, 3);
+    if (!msg || tag == OTP_NONE || reply == OTP_NONE)
+        return OTP_NONE;
+    msg[0] = otp__mkhdr(OTP__H_TUPLE, 2);
+    msg[1] = tag;
+    msg[2] = reply;
+    return otp__boxed(msg);
 }
 
 int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply)
 {
     otp__shard *sh = self->sh;
-    reply_msg rm = {tag, reply};
-    otp__sig *s = otp__sig_build(OTP__SIG_REPLY, to, self->pid,
-                                 3 * 8 + copy_bytes(tag) + copy_bytes(reply), build_reply, &rm);
-    if (!s)
-        return -OTP_ENOMEM;
     /* The alias this reply is for, as an id: the receiver and the waiting
      * call compare it without looking inside the ref. */
     uint64_t id = otp__ref_id(sh->rt, ref);
+    const otp__cons *tc = otp_is_cons(tag) ? otp__ptr(tag) : NULL;
+    bool alias = tc && tc->head == atom_alias;
+    reply_msg rm = {sh->rt, tag, reply, 0};
+    /* A tag our own calls made is written anew rather than copied. */
+    if (alias && id && tc->tail == ref &&
+        ((const otp__ref *)otp__ptr(ref))->words[2] == ((uint32_t)(id >> 50) | (0x6c6fu << 16)))
+        rm.alias = id;
+    size_t size = 3 * 8 + (rm.alias ? sizeof(alias_tag) : copy_bytes(tag)) + copy_bytes(reply);
+    otp__sig *s = otp__sig_build(OTP__SIG_REPLY, to, self->pid, size, build_reply, &rm);
+    if (!s)
+        return -OTP_ENOMEM;
     s->ptr = (void *)(uintptr_t)id;
     s->b = OTP_NONE;
-    if (otp_is_cons(tag) && otp_head(tag) == atom_alias)
+    if (alias)
         s->flags |= OTP__SIGF_ALIAS;
     if (id && otp__drop_call_monitor(self, id, to))
         s->flags |= OTP__SIGF_DEMON;

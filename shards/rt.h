@@ -174,7 +174,7 @@ struct otp__shard {
     otp__task *idle_tasks;
     otp__task *dead_task; /* finished on its own stack: freed by the loop */
     otp_proc *current;
-    unsigned handoffs; /* process-to-process switches left this turn */
+    unsigned handoffs; /* process runs left this turn, hand-offs included */
     bool held;         /* an outbox is over its limit: no process runs */
     otp_proc *rq_head, *rq_tail;
     otp_proc *lazy_timers; /* waiting processes whose timeout is not in the wheel yet */
