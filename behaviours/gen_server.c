@@ -132,9 +132,9 @@ static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
             ref = c->tail;
         }
     }
-    if (!otp_is_pid(pid))
+    if (!otp__is_lpid(pid) && !otp__is_kind(pid, OTP__H_PID))
         return false;
-    if (!otp_is_ref(ref)) {
+    if (!otp__is_kind(ref, OTP__H_REF)) {
         /* Another tag (gen_server:multi_call's {Ref, Node}): kept encoded,
          * when it is small enough to travel in the from. */
         int64_t n = otp_encode(tag, 0, f->tag_etf, sizeof f->tag_etf);

@@ -1087,6 +1087,63 @@ static void test_call_timeout(void **state)
     assert_int_equal(trk_free_orphans(), 0);
 }
 
+/* A call's timeout reaches the timing wheel only when the shard's loop
+ * comes round, not when the caller suspends. A shard kept busy by
+ * processes that hand the CPU to each other must still come round, and
+ * the timeout must still fire on time. */
+typedef struct busy_shard_ctx {
+    otp_runtime *rt;
+    _Atomic int stop;
+} busy_shard_ctx;
+
+static void busy_shard_spinner(otp_proc *self, void *arg)
+{
+    busy_shard_ctx *b = arg;
+    /* relaxed: a flag polled in a loop; nothing else travels with it */
+    while (!atomic_load_explicit(&b->stop, memory_order_relaxed))
+        otp_yield(self);
+}
+
+static void busy_timeout_proc(otp_proc *self, void *arg)
+{
+    busy_shard_ctx *b = arg;
+    otp_spawn_opts so = {.shard = 0};
+    otp_gen_server_opts o = {.shard = 0};
+    otp_term s, r, msg;
+    CHECK_INT(otp_gen_server_start(b->rt, self, &ts_ops, otp_small(0), &o, &s, NULL), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(otp_spawn(b->rt, self, busy_shard_spinner, b, &so, NULL, NULL), 0);
+    for (int round = 0; round < 3; round++) {
+        uint64_t t0 = now_us();
+        CHECK_INT(otp_gen_server_call(self, s, otp_atom("noreply"), 30, &r), -OTP_ETIMEDOUT);
+        uint64_t took = now_us() - t0;
+        if (took + EARLY_US < 30000 || took >= 5000000)
+            check_failed(__FILE__, __LINE__, "a 30 ms call timeout on a busy shard took %llu us",
+                         (unsigned long long)took);
+        /* answered calls in between leave no timer behind that could fire */
+        for (int i = 0; i < 100; i++)
+            CHECK_INT(otp_gen_server_call(self, s, otp_atom("get"), 20, &r), 0);
+        t0 = now_us();
+        CHECK_INT(otp_receive(self, NULL, NULL, 20, &msg), -OTP_ETIMEDOUT);
+        if (now_us() - t0 + EARLY_US < 20000)
+            check_failed(__FILE__, __LINE__, "a 20 ms receive timeout fired early");
+    }
+    atomic_store_explicit(&b->stop, 1, memory_order_relaxed);
+    CHECK_INT(mailbox_len(self), 0);
+}
+
+static void test_call_timeout_busy_shard(void **state)
+{
+    (void)state;
+    trk_reset();
+    otp_runtime *rt = start_rt(2);
+    busy_shard_ctx b = {.rt = rt};
+    run_in_proc(rt, 0, busy_timeout_proc, &b);
+    assert_no_failures();
+    stop_rt(rt);
+    assert_int_equal(trk_free_orphans(), 0);
+}
+
 /* ======================================================== noproc, crashes */
 
 static void noproc_proc(otp_proc *self, void *arg)
@@ -2093,6 +2150,7 @@ int main(void)
         cmocka_unit_test(test_not_quite_call),
         cmocka_unit_test(test_deferred_reply),
         cmocka_unit_test(test_call_timeout),
+        cmocka_unit_test(test_call_timeout_busy_shard),
         cmocka_unit_test(test_noproc),
         cmocka_unit_test(test_crash_during_call),
         cmocka_unit_test(test_stop),
