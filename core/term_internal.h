@@ -286,6 +286,7 @@ struct otp_arena {
     otp__refc **refcs; /* references this arena holds */
     size_t nrefcs, caprefcs;
     size_t bytes;
+    bool fixed; /* a window on memory given to it: allocation fails rather than grow */
 };
 static inline void *otp__alloc(otp_arena *a, size_t bytes)
 {

@@ -1335,6 +1335,13 @@ typedef struct call_envelope {
     uint64_t msg[4];
 } call_envelope;
 
+static size_t call_size(void *ctx)
+{
+    call_msg *c = ctx;
+    return sizeof(call_envelope) +
+           (otp_is_boxed(c->req) || otp_is_cons(c->req) ? otp_copy_size(c->req) : 0);
+}
+
 /* {Tag, {Self, Ref}, Request}, built inside the signal. */
 static otp_term build_call(otp_arena *a, void *ctx)
 {
@@ -1392,9 +1399,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
         }
     } else {
         call_msg cm = {sh->rt, tag, self->pid, req, id};
-        size_t size = sizeof(call_envelope) +
-                      (otp_is_boxed(req) || otp_is_cons(req) ? otp_copy_size(req) : 0);
-        otp__sig *s = otp__sig_build(OTP__SIG_MSG, to, self->pid, size, build_call, &cm);
+        otp__sig *s = otp__sig_build_small(OTP__SIG_MSG, to, self->pid, call_size, build_call, &cm);
         if (!s) {
             del_mon(self, find_mon(self, id, true));
             return -OTP_ENOMEM;
@@ -1521,6 +1526,12 @@ static size_t copy_bytes(otp_term t)
     return otp_is_boxed(t) || otp_is_cons(t) ? otp_copy_size(t) : 0;
 }
 
+static size_t reply_size(void *ctx)
+{
+    reply_msg *r = ctx;
+    return 3 * 8 + (r->alias ? sizeof(alias_tag) : copy_bytes(r->tag)) + copy_bytes(r->reply);
+}
+
 /* {Tag, Reply}, built inside the signal. */
 static otp_term build_reply(otp_arena *a, void *ctx)
 {
@@ -1554,8 +1565,7 @@ int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term
     if (alias && id && tc->tail == ref &&
         ((const otp__ref *)otp__ptr(ref))->words[2] == ((uint32_t)(id >> 50) | (0x6c6fu << 16)))
         rm.alias = id;
-    size_t size = 3 * 8 + (rm.alias ? sizeof(alias_tag) : copy_bytes(tag)) + copy_bytes(reply);
-    otp__sig *s = otp__sig_build(OTP__SIG_REPLY, to, self->pid, size, build_reply, &rm);
+    otp__sig *s = otp__sig_build_small(OTP__SIG_REPLY, to, self->pid, reply_size, build_reply, &rm);
     if (!s)
         return -OTP_ENOMEM;
     s->ptr = (void *)(uintptr_t)id;
