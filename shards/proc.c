@@ -173,21 +173,23 @@ void otp__proc_arena_release(otp_proc *p)
 
 static void timeout_start(otp__shard *sh, otp_proc *p, uint64_t at)
 {
-    p->lazy_at = at;
-    p->lazy_next = sh->lazy_timers;
-    if (p->lazy_next)
-        p->lazy_next->lazy_pprev = &p->lazy_next;
-    p->lazy_pprev = &sh->lazy_timers;
-    sh->lazy_timers = p;
+    otp__tlink *l = &p->timer.t.link, *head = &sh->lazy_timers;
+    p->timer.t.deadline = at;
+    p->lazy_timer = true;
+    l->next = head->next;
+    l->prev = head;
+    head->next->prev = l;
+    head->next = l;
 }
 
 static void timeout_stop(otp__shard *sh, otp_proc *p)
 {
-    if (p->lazy_pprev) {
-        *p->lazy_pprev = p->lazy_next;
-        if (p->lazy_next)
-            p->lazy_next->lazy_pprev = p->lazy_pprev;
-        p->lazy_pprev = NULL;
+    otp__tlink *l = &p->timer.t.link;
+    if (p->lazy_timer) {
+        l->prev->next = l->next;
+        l->next->prev = l->prev;
+        l->next = l->prev = NULL;
+        p->lazy_timer = false;
     } else if (otp__timer_pending(&p->timer.t)) {
         otp__wheel_cancel(&sh->wheel, &p->timer.t);
     }
@@ -195,11 +197,16 @@ static void timeout_stop(otp__shard *sh, otp_proc *p)
 
 void otp__lazy_timers_arm(otp__shard *sh)
 {
-    otp_proc *p;
-    while ((p = sh->lazy_timers)) {
-        sh->lazy_timers = p->lazy_next;
-        p->lazy_pprev = NULL;
-        otp__wheel_add(&sh->wheel, &p->timer.t, p->lazy_at);
+    otp__tlink *head = &sh->lazy_timers;
+    while (head->next != head) {
+        otp__tlink *l = head->next;
+        head->next = l->next;
+        l->next->prev = head;
+        l->next = l->prev = NULL;
+        otp__timer *t = (otp__timer *)l; /* the link is the timer's first member */
+        otp_proc *p = (otp_proc *)((char *)t - offsetof(otp_proc, timer));
+        p->lazy_timer = false;
+        otp__wheel_add(&sh->wheel, t, t->deadline);
     }
 }
 

@@ -89,10 +89,9 @@ struct otp_proc {
     otp_arena *arena;  /* received messages and built terms */
     otp__ktimer timer; /* receive / sleep timeout */
     bool timed_out;
-    /* A timeout not yet in the wheel (see otp__lazy_timers_arm): its
-     * deadline, and the shard's list of them (lazy_pprev NULL: not in it). */
-    uint64_t lazy_at;
-    otp_proc *lazy_next, **lazy_pprev;
+    /* The timeout is not in the wheel yet (see otp__lazy_timers_arm): the
+     * timer's link is on the shard's lazy_timers, its deadline set. */
+    bool lazy_timer;
     otp_proc *rq_next; /* run queue */
     otp_term *links;   /* linked pids */
     uint32_t nlinks, caplinks;
@@ -177,9 +176,9 @@ struct otp__shard {
     unsigned handoffs; /* process runs left this turn, hand-offs included */
     bool held;         /* an outbox is over its limit: no process runs */
     otp_proc *rq_head, *rq_tail;
-    otp_proc *lazy_timers; /* waiting processes whose timeout is not in the wheel yet */
-    otp__sigq local;       /* signals to this shard's processes */
-    otp__sigq *out;        /* per destination shard: waiting for ring room */
+    otp__tlink lazy_timers; /* timeouts not in the wheel yet (circular; see otp_proc) */
+    otp__sigq local;        /* signals to this shard's processes */
+    otp__sigq *out;         /* per destination shard: waiting for ring room */
     uint64_t out_mask[OTP__MAX_SHARDS / 64]; /* destinations with something in out[] */
     otp__wheel wheel;
     uint64_t now_ms;
