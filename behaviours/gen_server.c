@@ -132,9 +132,9 @@ static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
             ref = c->tail;
         }
     }
-    if (!otp_is_pid(pid))
+    if (!otp__is_lpid(pid) && !otp__is_kind(pid, OTP__H_PID))
         return false;
-    if (!otp_is_ref(ref)) {
+    if (!otp__is_kind(ref, OTP__H_REF)) {
         /* Another tag (gen_server:multi_call's {Ref, Node}): kept encoded,
          * when it is small enough to travel in the from. */
         int64_t n = otp_encode(tag, 0, f->tag_etf, sizeof f->tag_etf);
@@ -155,7 +155,8 @@ static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
         size_t n = (size_t)otp__hdr_size(r->hdr);
         f->ref_node = r->node;
         f->ref_creation = r->creation;
-        memcpy(f->ref_words, r->words, n * sizeof f->ref_words[0]);
+        /* all five: a fixed-size copy, no library call (unused ones are 0) */
+        memcpy(f->ref_words, r->words, sizeof f->ref_words);
         f->ref_nwords = (uint8_t)n;
     } else {
         f->ref_node = OTP_NONE;
@@ -175,7 +176,6 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
     if (!self || !from)
         return -OTP_EBADARG;
     otp_runtime *rt = self->sh->rt;
-    otp_arena *a = otp_proc_arena(self);
     if (from->priv_proc == self && self->beh == &gs_behaviour &&
         from->priv_gen == ((gs *)self->beh_data)->cb_gen) {
         /* Replying from the callback that got the call: its terms are
@@ -184,6 +184,7 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
         if (to)
             return otp__reply(self, to, from->priv_tag, from->priv_ref, reply);
     }
+    otp_arena *a = otp_proc_arena(self);
     otp_term pid = otp_pid(a, from->pid_node, from->pid_id, from->pid_serial, from->pid_creation);
     otp_term ref = OTP_NONE, tag;
     if (from->tag_len) {
@@ -261,15 +262,15 @@ static void gs_init(otp_proc *p, gs *g)
 static void gs_dispatch(otp_proc *p, gs *g, otp_term msg)
 {
     const otp_gen_server_ops *ops = g->ops;
-    size_t ar = otp_tuple_arity(msg);
-    otp_term tag = ar ? otp_tuple_get(msg, 0) : OTP_NONE;
+    size_t ar = otp__tuple_arity(msg);
+    otp_term tag = ar ? otp__tuple_el(msg, 0) : OTP_NONE;
     if (ar == 3 && tag == a_gen_call) {
         otp_from from;
-        if (!from_parts(p, g, otp_tuple_get(msg, 1), &from))
+        if (!from_parts(p, g, otp__tuple_el(msg, 1), &from))
             goto info; /* not a well-formed call: an ordinary message */
         if (!ops->handle_call)
             gs_exit(p, g, a_undef);
-        handle_ret(p, g, ops->handle_call(p, otp_tuple_get(msg, 2), &from, g->state), &from);
+        handle_ret(p, g, ops->handle_call(p, otp__tuple_el(msg, 2), &from, g->state), &from);
         return;
     }
     if (ar == 2 && tag == a_gen_cast) {
@@ -447,13 +448,14 @@ int otp_gen_server_call(otp_proc *self, otp_term server, otp_term request, uint6
     if (!self || sh != self->sh || sh->current != self)
         return -OTP_ECONTEXT;
     otp_runtime *rt = sh->rt;
-    otp_arena *a = otp_proc_arena(self);
     otp_term to, named;
     int rc = 0;
-    if (otp__dist_is_remote(rt, server))
+    if (otp__is_lpid(server) && (to = otp__local_pid(rt, server)) != 0)
+        named = to; /* the common case, without the checks below */
+    else if (otp__dist_is_remote(rt, server))
         to = named = server; /* on another node: otp__call monitors it there */
     else
-        rc = resolve_server(rt, a, server, &to, &named);
+        rc = resolve_server(rt, otp_proc_arena(self), server, &to, &named);
     if (rc < 0)
         return rc;
     if (to == self->pid)

@@ -72,6 +72,8 @@ void otp_arena_reset(otp_arena *a)
 
 void *otp__arena_alloc_slow(otp_arena *a, size_t bytes)
 {
+    if (a->fixed)
+        return NULL;
     /* Blocks double with the arena's size, so an arena that decodes one
      * large term makes O(log n) mallocs; oversized requests get a block of
      * their own and leave the current block in service. */

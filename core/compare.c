@@ -367,9 +367,46 @@ bool otp_eq(otp_term a, otp_term b)
 {
     return a == b || compare(a, b, false) == 0;
 }
+/* =:= of shallow terms without the general walk: two different
+ * immediates are never exactly equal (small integers and atoms have one
+ * form each), and tuples and lists of them are compared here; anything
+ * else, or anything deeper, goes to compare. */
+static bool exact_eq_shallow(otp_term a, otp_term b, unsigned depth)
+{
+    for (;;) {
+        if (a == b)
+            return true;
+        bool ca = otp_is_cons(a), cb = otp_is_cons(b);
+        if (ca && cb && depth < 8) {
+            const otp__cons *x = otp__ptr(a), *y = otp__ptr(b);
+            if (!exact_eq_shallow(x->head, y->head, depth + 1))
+                return false;
+            a = x->tail;
+            b = y->tail;
+            continue;
+        }
+        bool ba = otp_is_boxed(a), bb = otp_is_boxed(b);
+        if (!ba && !bb && !ca && !cb && !otp__is_lpid(a) && !otp__is_lpid(b))
+            return false;
+        if (ba && bb && depth < 8) {
+            const uint64_t *x = otp__ptr(a), *y = otp__ptr(b);
+            if (otp__hdr_kind(*x) == OTP__H_TUPLE && otp__hdr_kind(*y) == OTP__H_TUPLE) {
+                if (*x != *y)
+                    return false; /* arities differ */
+                size_t n = (size_t)otp__hdr_size(*x);
+                for (size_t i = 0; i < n; i++)
+                    if (!exact_eq_shallow(x[1 + i], y[1 + i], depth + 1))
+                        return false;
+                return true;
+            }
+        }
+        return compare(a, b, true) == 0;
+    }
+}
+
 bool otp_exact_eq(otp_term a, otp_term b)
 {
-    return a == b || compare(a, b, true) == 0;
+    return exact_eq_shallow(a, b, 0);
 }
 
 /* ----------------------------------------------------------------- hash */

@@ -212,13 +212,39 @@ otp__sig *otp__sig_build(unsigned kind, otp_term to, otp_term from, size_t size,
     return sig_finish(s, &view, s->a != OTP_NONE);
 }
 
+otp__sig *otp__sig_build_small(unsigned kind, otp_term to, otp_term from, size_t (*size)(void *ctx),
+                               otp_term (*fn)(otp_arena *a, void *ctx), void *ctx)
+{
+    size_t room = SIG_SMALL - sizeof(otp__sig);
+    otp__sig *s = sig_start(kind, to, from, room);
+    if (!s)
+        return NULL;
+    otp_arena view = {.top = (uint8_t *)s->data, .end = (uint8_t *)s->data + room, .fixed = true};
+    otp_term t = fn(&view, ctx);
+    if (OTP_LIKELY(t != OTP_NONE && view.nrefcs <= UINT16_MAX)) {
+        s->a = t;
+        s->data_size = (uint32_t)(view.top - (uint8_t *)s->data);
+        s->refcs = view.refcs;
+        s->nrefcs = (uint16_t)view.nrefcs;
+        return s;
+    }
+    /* Too big for the small block (or a failure the exact build will meet
+     * again): drop what the attempt took, and size it. */
+    for (size_t i = 0; i < view.nrefcs; i++)
+        otp__refc_release(view.refcs[i]);
+    free(view.refcs);
+    otp__sig_free(s);
+    return otp__sig_build(kind, to, from, size(ctx), fn, ctx);
+}
+
 void otp__sig_free(otp__sig *s)
 {
     if (!s)
         return;
     for (size_t i = 0; i < s->nrefcs; i++)
         otp__refc_release(s->refcs[i]);
-    free(s->refcs);
+    if (s->refcs)
+        free(s->refcs);
     otp__block_release(&s->blk);
 }
 
@@ -230,7 +256,8 @@ void otp__sig_adopt(otp__sig *s, otp_arena *a)
          * under memory exhaustion, never a use after free). */
         (void)otp__arena_adopt_refc(a, s->refcs[i]);
     }
-    free(s->refcs);
+    if (s->refcs)
+        free(s->refcs);
     if (s->data_size == 0) {
         otp__block_release(&s->blk);
         return;

@@ -64,6 +64,13 @@ otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, ot
 otp__sig *otp__sig_build(unsigned kind, otp_term to, otp_term from, size_t size,
                          otp_term (*fn)(otp_arena *a, void *ctx), void *ctx);
 
+/* As otp__sig_build, for terms that are usually small: fn builds straight
+ * into a small block, and only when that runs out of room is the term sized
+ * (size(ctx), the bound otp__sig_build wants) and built again. Saves the
+ * walk that sizes a small term. */
+otp__sig *otp__sig_build_small(unsigned kind, otp_term to, otp_term from, size_t (*size)(void *ctx),
+                               otp_term (*fn)(otp_arena *a, void *ctx), void *ctx);
+
 /* Frees the calling thread's cache of small signal blocks (a thread that
  * handled signals calls it before it ends). */
 void otp__sig_cache_drain(void);

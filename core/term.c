@@ -381,10 +381,17 @@ otp_term otp_tuple_v(otp_arena *a, size_t arity, const otp_term *elems)
     for (size_t i = 0; i < arity; i++)
         if (elems[i] == OTP_NONE)
             return OTP_NONE;
-    otp_term t = otp_tuple_new(a, arity);
-    if (t != OTP_NONE && arity)
-        memcpy(((otp__tuple *)otp__ptr(t))->el, elems, arity * sizeof(otp_term));
-    return t;
+    if (arity > (SIZE_MAX >> 6) / 8 - 1)
+        return OTP_NONE;
+    otp__tuple *tp = (otp__tuple *)otp__alloc_words(a, 1 + arity);
+    if (!tp)
+        return OTP_NONE;
+    tp->hdr = otp__mkhdr(OTP__H_TUPLE, arity);
+    /* A loop, not memcpy: tuples built this way are small, and a library
+     * call costs more than copying a few words. */
+    for (size_t i = 0; i < arity; i++)
+        tp->el[i] = elems[i];
+    return otp__boxed(tp);
 }
 
 otp_term otp_tuple(otp_arena *a, size_t arity, ...)

@@ -234,6 +234,18 @@ typedef struct otp__fun {
     otp_term free[];
 } otp__fun;
 
+/* Inline tuple access for the runtime's hot paths: the arity (0 when t is
+ * not a tuple), and element i of a tuple the caller checked is that big. */
+static inline size_t otp__tuple_arity(otp_term t)
+{
+    return otp__is_kind(t, OTP__H_TUPLE) ? (size_t)otp__hdr_size(*(const uint64_t *)otp__ptr(t))
+                                         : 0;
+}
+static inline otp_term otp__tuple_el(otp_term t, size_t i)
+{
+    return ((const otp__tuple *)otp__ptr(t))->el[i];
+}
+
 /* ---- arena internals used by the codec's fast paths */
 
 /* Registers a reference to r held by arena a (released on reset/free).
@@ -281,6 +293,7 @@ struct otp_arena {
     otp__refc **refcs; /* references this arena holds */
     size_t nrefcs, caprefcs;
     size_t bytes;
+    bool fixed; /* a window on memory given to it: allocation fails rather than grow */
 };
 static inline void *otp__alloc(otp_arena *a, size_t bytes)
 {

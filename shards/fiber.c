@@ -465,7 +465,9 @@ _Noreturn void otp__fiber_start(otp__fiber *f)
 /* otp__fiber_swap(void **save_sp, void *load_sp): pushes the callee-saved
  * registers, the MXCSR and the x87 control word (both callee-saved control
  * state in the SysV ABI), stores rsp in *save_sp, loads load_sp and pops the
- * same from there. The frame, from the saved rsp up:
+ * same from there. The two control words are loaded only when they differ
+ * from the running ones (almost never): ldmxcsr and fldcw are slow, and a
+ * call pays two switches. The frame, from the saved rsp up:
  *   0 x87 CW (2 bytes)  8 MXCSR (4 bytes)  16 r15  24 r14  32 r13  40 r12
  *   48 rbx  56 rbp  64 return address
  * A new fiber's frame "returns" into the trampoline with the fiber in rbx
@@ -485,10 +487,18 @@ __asm__(".pushsection .text\n"
         "    subq $16, %rsp\n"
         "    stmxcsr 8(%rsp)\n"
         "    fnstcw (%rsp)\n"
+        "    movl 8(%rsp), %eax\n"
+        "    movzwl (%rsp), %ecx\n"
         "    movq %rsp, (%rdi)\n"
         "    movq %rsi, %rsp\n"
+        "    cmpl 8(%rsp), %eax\n"
+        "    je 1f\n"
         "    ldmxcsr 8(%rsp)\n"
+        "1:\n"
+        "    cmpw (%rsp), %cx\n"
+        "    je 2f\n"
         "    fldcw (%rsp)\n"
+        "2:\n"
         "    addq $16, %rsp\n"
         "    popq %r15\n"
         "    popq %r14\n"

@@ -56,11 +56,13 @@ otp_term otp__ref_term(otp_runtime *rt, otp_arena *a, uint64_t id)
 
 uint64_t otp__ref_id(otp_runtime *rt, otp_term ref)
 {
-    otp_term node;
-    uint32_t creation, w[5];
-    size_t n;
-    if (otp_ref_parts(ref, &node, &creation, w, &n) < 0 || n != 3 || node != rt->node ||
-        creation != rt->creation || (w[2] >> 16) != 0x6c6fu || w[0] > 0x3ffff)
+    /* Read in place: every reply asks. */
+    if (!otp__is_kind(ref, OTP__H_REF))
+        return 0;
+    const otp__ref *r = otp__ptr(ref);
+    const uint32_t *w = r->words;
+    if (otp__hdr_size(r->hdr) != 3 || r->node != rt->node || r->creation != rt->creation ||
+        (w[2] >> 16) != 0x6c6fu || w[0] > 0x3ffff)
         return 0;
     return (uint64_t)w[0] | (uint64_t)w[1] << 18 | (uint64_t)(w[2] & 0x3fff) << 50;
 }
@@ -185,6 +187,53 @@ void otp__proc_arena_release(otp_proc *p)
         return;
     }
     otp_arena_free(a);
+}
+
+/* ------------------------------------------------------------ timeouts
+ *
+ * A receive or call timeout goes into the wheel only when the shard's loop
+ * comes round (otp__lazy_timers_arm): most calls are answered within the
+ * same run of hand-offs and then never touch the wheel. Timers fire only in
+ * the loop, and the deadline is fixed when the timeout starts, so arming it
+ * later changes nothing about when it fires. */
+
+static void timeout_start(otp__shard *sh, otp_proc *p, uint64_t at)
+{
+    otp__tlink *l = &p->timer.t.link, *head = &sh->lazy_timers;
+    p->timer.t.deadline = at;
+    p->lazy_timer = true;
+    l->next = head->next;
+    l->prev = head;
+    head->next->prev = l;
+    head->next = l;
+}
+
+static void timeout_stop(otp__shard *sh, otp_proc *p)
+{
+    otp__tlink *l = &p->timer.t.link;
+    if (p->lazy_timer) {
+        l->prev->next = l->next;
+        l->next->prev = l->prev;
+        l->next = l->prev = NULL;
+        p->lazy_timer = false;
+    } else if (otp__timer_pending(&p->timer.t)) {
+        otp__wheel_cancel(&sh->wheel, &p->timer.t);
+    }
+}
+
+void otp__lazy_timers_arm(otp__shard *sh)
+{
+    otp__tlink *head = &sh->lazy_timers;
+    while (head->next != head) {
+        otp__tlink *l = head->next;
+        head->next = l->next;
+        l->next->prev = head;
+        l->next = l->prev = NULL;
+        otp__timer *t = (otp__timer *)l; /* the link is the timer's first member */
+        otp_proc *p = (otp_proc *)((char *)t - offsetof(otp_proc, timer));
+        p->lazy_timer = false;
+        otp__wheel_add(&sh->wheel, t, t->deadline);
+    }
 }
 
 /* ------------------------------------------------------------ sending */
@@ -461,8 +510,7 @@ static void proc_die(otp_proc *p, otp_term reason)
 {
     otp__shard *sh = p->sh;
     p->state = OTP__P_EXITING;
-    if (otp__timer_pending(&p->timer.t))
-        otp__wheel_cancel(&sh->wheel, &p->timer.t);
+    timeout_stop(sh, p);
     otp_arena *ra = NULL; /* control messages to other nodes, if any */
     for (uint32_t i = 0; i < p->nlinks; i++) {
         otp_term l = p->links[i];
@@ -720,7 +768,7 @@ static int recv_from(otp_proc *self, otp__sig **start, otp_match_fn match, void 
                 continue;
             otp__sigq_unlink(&self->mq, pp);
             if (armed)
-                otp__wheel_cancel(&sh->wheel, &self->timer.t);
+                timeout_stop(sh, self);
             self->timed_out = false; /* a timer that fired as this arrived */
             otp_term m = s->a;
             otp__sig_adopt(s, proc_arena(self));
@@ -737,7 +785,7 @@ static int recv_from(otp_proc *self, otp__sig **start, otp_match_fn match, void 
             /* +1: the clock is in whole ms, and a timeout is never short */
             uint64_t at = otp__now_ms() + 1;
             at = timeout_ms > UINT64_MAX - 1 - at ? UINT64_MAX - 1 : at + timeout_ms;
-            otp__wheel_add(&sh->wheel, &self->timer.t, at);
+            timeout_start(sh, self, at);
             armed = true;
         }
         otp__suspend(self, OTP__P_WAITING);
@@ -1452,16 +1500,63 @@ typedef struct call_msg {
     uint64_t id;
 } call_msg;
 
+/* [alias | Ref] for ref id `id`, written in place: what otp__ref_term and
+ * otp_cons would make, without their calls. */
+typedef struct alias_tag {
+    otp__ref ref;
+    otp__cons cons;
+} alias_tag;
+
+static otp_term alias_tag_write(alias_tag *t, otp_runtime *rt, uint64_t id)
+{
+    t->ref.hdr = otp__mkhdr(OTP__H_REF, 3);
+    t->ref.node = rt->node;
+    t->ref.creation = rt->creation;
+    t->ref.words[0] = (uint32_t)(id & 0x3ffff);
+    t->ref.words[1] = (uint32_t)(id >> 18);
+    t->ref.words[2] = (uint32_t)(id >> 50) | (0x6c6fu << 16);
+    t->ref.words[3] = t->ref.words[4] = 0;
+    t->cons.head = atom_alias;
+    t->cons.tail = otp__boxed(&t->ref);
+    return otp__mkcons(&t->cons);
+}
+
+/* The objects of {Tag, {Self, [alias | Ref]}, Request} but the request,
+ * in one allocation written in place: this runs on every call. */
+typedef struct call_envelope {
+    alias_tag tag;
+    uint64_t from[3];
+    uint64_t msg[4];
+} call_envelope;
+
+static size_t call_size(void *ctx)
+{
+    call_msg *c = ctx;
+    return sizeof(call_envelope) +
+           (otp_is_boxed(c->req) || otp_is_cons(c->req) ? otp_copy_size(c->req) : 0);
+}
+
 /* {Tag, {Self, Ref}, Request}, built inside the signal. */
 static otp_term build_call(otp_arena *a, void *ctx)
 {
     call_msg *c = ctx;
     /* [alias | Ref], as OTP 24+'s gen:call: the reply goes to an alias
      * that dies with the call, so a late one is dropped on arrival. */
-    otp_term ref = otp__ref_term(c->rt, a, c->id);
-    otp_term tag = otp_cons(a, atom_alias, ref);
     otp_term req = otp_is_boxed(c->req) || otp_is_cons(c->req) ? otp_copy(a, c->req) : c->req;
-    return OTP_TUPLE(a, c->tag, OTP_TUPLE(a, c->self, tag), req);
+    if (req == OTP_NONE)
+        return OTP_NONE;
+    call_envelope *e = otp__alloc(a, sizeof *e);
+    if (!e)
+        return OTP_NONE;
+    otp_term tag = alias_tag_write(&e->tag, c->rt, c->id);
+    e->from[0] = otp__mkhdr(OTP__H_TUPLE, 2);
+    e->from[1] = c->self;
+    e->from[2] = tag;
+    e->msg[0] = otp__mkhdr(OTP__H_TUPLE, 3);
+    e->msg[1] = c->tag;
+    e->msg[2] = otp__boxed(e->from);
+    e->msg[3] = req;
+    return otp__boxed(e->msg);
 }
 
 int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_term req, uint64_t id,
@@ -1498,9 +1593,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
         }
     } else {
         call_msg cm = {sh->rt, tag, self->pid, req, id};
-        size_t size = 5 * 8 + 3 * 8 + sizeof(otp__cons) + sizeof(otp__ref) +
-                      (otp_is_boxed(req) || otp_is_cons(req) ? otp_copy_size(req) : 0);
-        otp__sig *s = otp__sig_build(OTP__SIG_MSG, to, self->pid, size, build_call, &cm);
+        otp__sig *s = otp__sig_build_small(OTP__SIG_MSG, to, self->pid, call_size, build_call, &cm);
         if (!s) {
             del_mon(self, find_mon(self, id, true));
             return -OTP_ENOMEM;
@@ -1523,7 +1616,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
                 continue;
             otp__sigq_unlink(&self->mq, pp);
             if (armed)
-                otp__wheel_cancel(&sh->wheel, &self->timer.t);
+                timeout_stop(sh, self);
             self->timed_out = false;
             self->alias = 0;
             otp_term m = r->a;
@@ -1537,7 +1630,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             }
             otp__sig_adopt(r, proc_arena(self));
             if (is_reply) {
-                *reply = otp_tuple_get(m, 1);
+                *reply = otp__tuple_el(m, 1); /* {Tag, Reply}, as otp__reply built it */
                 return 0;
             }
             otp_term reason = otp_tuple_get(m, 4);
@@ -1559,7 +1652,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
              * a call must not pay for reading the clock. */
             uint64_t at = sh->now_ms + 1;
             at = timeout_ms > UINT64_MAX - at ? UINT64_MAX - 1 : at + timeout_ms;
-            otp__wheel_add(&sh->wheel, &self->timer.t, at);
+            timeout_start(sh, self, at);
             armed = true;
         }
         otp__suspend(self, OTP__P_WAITING);
@@ -1612,7 +1705,9 @@ void otp__proc_node_down(otp__shard *sh, otp_term node)
 }
 
 typedef struct reply_msg {
+    otp_runtime *rt;
     otp_term tag, reply;
+    uint64_t alias; /* the tag is [alias | Ref] of our ref with this id; else 0 */
 } reply_msg;
 
 static otp_term copy_in(otp_arena *a, otp_term t)
@@ -1625,28 +1720,51 @@ static size_t copy_bytes(otp_term t)
     return otp_is_boxed(t) || otp_is_cons(t) ? otp_copy_size(t) : 0;
 }
 
+static size_t reply_size(void *ctx)
+{
+    reply_msg *r = ctx;
+    return 3 * 8 + (r->alias ? sizeof(alias_tag) : copy_bytes(r->tag)) + copy_bytes(r->reply);
+}
+
 /* {Tag, Reply}, built inside the signal. */
 static otp_term build_reply(otp_arena *a, void *ctx)
 {
     reply_msg *r = ctx;
-    otp_term tag = copy_in(a, r->tag);
-    return OTP_TUPLE(a, tag, copy_in(a, r->reply));
+    otp_term reply = copy_in(a, r->reply), tag;
+    if (r->alias) {
+        alias_tag *t = otp__alloc(a, sizeof *t);
+        tag = t ? alias_tag_write(t, r->rt, r->alias) : OTP_NONE;
+    } else {
+        tag = copy_in(a, r->tag);
+    }
+    otp_term *msg = otp__alloc_words(a, 3);
+    if (!msg || tag == OTP_NONE || reply == OTP_NONE)
+        return OTP_NONE;
+    msg[0] = otp__mkhdr(OTP__H_TUPLE, 2);
+    msg[1] = tag;
+    msg[2] = reply;
+    return otp__boxed(msg);
 }
 
 int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply)
 {
     otp__shard *sh = self->sh;
-    reply_msg rm = {tag, reply};
-    otp__sig *s = otp__sig_build(OTP__SIG_REPLY, to, self->pid,
-                                 3 * 8 + copy_bytes(tag) + copy_bytes(reply), build_reply, &rm);
-    if (!s)
-        return -OTP_ENOMEM;
     /* The alias this reply is for, as an id: the receiver and the waiting
      * call compare it without looking inside the ref. */
     uint64_t id = otp__ref_id(sh->rt, ref);
+    const otp__cons *tc = otp_is_cons(tag) ? otp__ptr(tag) : NULL;
+    bool alias = tc && tc->head == atom_alias;
+    reply_msg rm = {sh->rt, tag, reply, 0};
+    /* A tag our own calls made is written anew rather than copied. */
+    if (alias && id && tc->tail == ref &&
+        ((const otp__ref *)otp__ptr(ref))->words[2] == ((uint32_t)(id >> 50) | (0x6c6fu << 16)))
+        rm.alias = id;
+    otp__sig *s = otp__sig_build_small(OTP__SIG_REPLY, to, self->pid, reply_size, build_reply, &rm);
+    if (!s)
+        return -OTP_ENOMEM;
     s->ptr = (void *)(uintptr_t)id;
     s->b = OTP_NONE;
-    if (otp_is_cons(tag) && otp_head(tag) == atom_alias)
+    if (alias)
         s->flags |= OTP__SIGF_ALIAS;
     if (id && otp__drop_call_monitor(self, id, to))
         s->flags |= OTP__SIGF_DEMON;

@@ -89,6 +89,9 @@ struct otp_proc {
     otp_arena *arena;  /* received messages and built terms */
     otp__ktimer timer; /* receive / sleep timeout */
     bool timed_out;
+    /* The timeout is not in the wheel yet (see otp__lazy_timers_arm): the
+     * timer's link is on the shard's lazy_timers, its deadline set. */
+    bool lazy_timer;
     otp_proc *rq_next; /* run queue */
     otp_term *links;   /* linked pids */
     uint32_t nlinks, caplinks;
@@ -173,11 +176,12 @@ struct otp__shard {
     otp__task *idle_tasks;
     otp__task *dead_task; /* finished on its own stack: freed by the loop */
     otp_proc *current;
-    unsigned handoffs; /* process-to-process switches left this turn */
+    unsigned handoffs; /* process runs left this turn, hand-offs included */
     bool held;         /* an outbox is over its limit: no process runs */
     otp_proc *rq_head, *rq_tail;
-    otp__sigq local;                         /* signals to this shard's processes */
-    otp__sigq *out;                          /* per destination shard: waiting for ring room */
+    otp__tlink lazy_timers; /* timeouts not in the wheel yet (circular; see otp_proc) */
+    otp__sigq local;        /* signals to this shard's processes */
+    otp__sigq *out;         /* per destination shard: waiting for ring room */
     uint64_t out_mask[OTP__MAX_SHARDS / 64]; /* destinations with something in out[] */
     otp__wheel wheel;
     uint64_t now_ms;
@@ -291,6 +295,9 @@ _Noreturn void otp__proc_exit_self(otp_proc *p, otp_term reason);
 /* A behaviour takes its next message: 0 and *msg, or -OTP_ETIMEDOUT when
  * the mailbox is empty. The message lives in arena a. */
 int otp__take(otp_proc *p, otp_arena *a, otp_term *msg);
+/* Puts the timeouts that processes set since the last call into the wheel
+ * (the loop, before it reads the wheel). */
+void otp__lazy_timers_arm(otp__shard *sh);
 /* Runs a timer-fired send. */
 void otp__tmsg_fire(otp__shard *sh, otp__tmsg *tm);
 /* Ends every process of the shard with reason shutdown. */

@@ -458,6 +458,7 @@ static int shard_init(otp_runtime *rt, unsigned i, otp__io_backend backend)
     if (otp__stack_pool_init(&sh->stacks, rt->cfg.stack_size, 256) < 0)
         return -OTP_EBADARG;
     otp__wheel_init(&sh->wheel, otp__now_ms());
+    sh->lazy_timers.next = sh->lazy_timers.prev = &sh->lazy_timers;
     /* A host's event loop polls an embedded shard's fd: epoll's is always
      * pollable, io_uring's (with deferred task work) only once the owner
      * enters the kernel. */

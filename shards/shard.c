@@ -20,7 +20,8 @@
 
 #include "rt.h"
 
-#define RUN_BUDGET    64 /* processes run per turn before the shard looks at its rings */
+#define RUN_BUDGET                                                                                 \
+    64 /* processes run per turn (hand-offs included) before the shard looks at its rings */
 #define RING_BATCH    64 /* signals taken from one ring per turn */
 #define OUT_LIMIT_MUL 16 /* outbox over this many rings' worth: the sender waits */
 
@@ -573,8 +574,12 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
     drain_local(sh);
     bool held = throttled(sh);
     sh->held = held;
+    /* One budget for the processes the loop starts and those they hand
+     * off to: a loop that ran out of hand-offs would otherwise run the
+     * rest of its budget with two more switches per hand-over. */
     sh->handoffs = RUN_BUDGET;
-    for (int i = 0; i < RUN_BUDGET && sh->rq_head && !held; i++) {
+    while (sh->handoffs && sh->rq_head && !held) {
+        sh->handoffs--;
         otp_proc *p = sh->rq_head;
         sh->rq_head = p->rq_next;
         if (!sh->rq_head)
@@ -600,6 +605,7 @@ static bool turn(otp__shard *sh, uint64_t max_sleep_ms, uint64_t *next_ms)
                 svc->flush(sh, svc);
             }
     }
+    otp__lazy_timers_arm(sh); /* before the wheel says how long to sleep */
     bool backlog = flush_out(sh);
     /* acquire: pairs with the release decrement of the last process */
     if (atomic_load_explicit(&rt->state, memory_order_acquire) >= OTP__RT_STOPPING &&

@@ -447,6 +447,8 @@ static otp_gs_ret ts_call(otp_proc *self, otp_term req, const otp_from *from, vo
     }
     if (otp_match("{link, P}", req, v, 1) == 0)
         return otp_gs_reply(otp_small(otp_link(self, v[0])));
+    if (otp_match("{echo, T}", req, v, 1) == 0)
+        return otp_gs_reply(OTP_TUPLE(a, otp_atom("echoed"), v[0]));
     check_failed(__FILE__, __LINE__, "unexpected call");
     return otp_gs_reply(otp_atom("unexpected"));
 }
@@ -1083,6 +1085,101 @@ static void test_call_timeout(void **state)
     assert_true(r == OTP_NONE);
     assert_int_equal(tcall_int(rt, s, "get"), 0);
     otp_arena_free(a);
+    stop_rt(rt);
+    assert_int_equal(trk_free_orphans(), 0);
+}
+
+/* Requests and replies travel in a small signal block when they fit and
+ * in one sized to them when they do not: every size must arrive whole. */
+static void call_sizes_proc(otp_proc *self, void *arg)
+{
+    otp_runtime *rt = arg;
+    otp_arena *a = otp_proc_arena(self);
+    static uint8_t bytes[4096];
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (uint8_t)(i * 7);
+    for (int shard = 0; shard < 2; shard++) {
+        otp_term s, r;
+        otp_gen_server_opts o = {.shard = shard};
+        CHECK_INT(otp_gen_server_start(rt, self, &ts_ops, otp_small(0), &o, &s, NULL), 0);
+        for (size_t n = 0; n <= 64; n = n ? n * 2 : 1) {
+            otp_term list = OTP_NIL;
+            for (size_t i = n; i-- > 0;)
+                list = otp_cons(a, otp_small((int64_t)i), list);
+            otp_term t = OTP_TUPLE(a, list, otp_binary(a, bytes, n), otp_binary(a, bytes, n * 64),
+                                   otp_float(a, (double)n / 3), otp_self(self));
+            CHECK_INT(otp_gen_server_call(self, s, OTP_TUPLE(a, otp_atom("echo"), t), 5000, &r), 0);
+            if (!otp_exact_eq(r, OTP_TUPLE(a, otp_atom("echoed"), t)))
+                check_failed(__FILE__, __LINE__, "echo of size %zu came back different", n);
+            otp_arena_reset(a);
+        }
+        CHECK_INT(otp_gen_server_stop(self, s, OTP_ATOM_NORMAL, 1000), 0);
+    }
+}
+
+static void test_call_sizes(void **state)
+{
+    (void)state;
+    trk_reset();
+    otp_runtime *rt = start_rt(2);
+    run_in_proc(rt, 0, call_sizes_proc, rt);
+    stop_rt(rt);
+    assert_int_equal(trk_free_orphans(), 0);
+}
+
+/* A call's timeout reaches the timing wheel only when the shard's loop
+ * comes round, not when the caller suspends. A shard kept busy by
+ * processes that hand the CPU to each other must still come round, and
+ * the timeout must still fire on time. */
+typedef struct busy_shard_ctx {
+    otp_runtime *rt;
+    _Atomic int stop;
+} busy_shard_ctx;
+
+static void busy_shard_spinner(otp_proc *self, void *arg)
+{
+    busy_shard_ctx *b = arg;
+    /* relaxed: a flag polled in a loop; nothing else travels with it */
+    while (!atomic_load_explicit(&b->stop, memory_order_relaxed))
+        otp_yield(self);
+}
+
+static void busy_timeout_proc(otp_proc *self, void *arg)
+{
+    busy_shard_ctx *b = arg;
+    otp_spawn_opts so = {.shard = 0};
+    otp_gen_server_opts o = {.shard = 0};
+    otp_term s, r, msg;
+    CHECK_INT(otp_gen_server_start(b->rt, self, &ts_ops, otp_small(0), &o, &s, NULL), 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_INT(otp_spawn(b->rt, self, busy_shard_spinner, b, &so, NULL, NULL), 0);
+    for (int round = 0; round < 3; round++) {
+        uint64_t t0 = now_us();
+        CHECK_INT(otp_gen_server_call(self, s, otp_atom("noreply"), 30, &r), -OTP_ETIMEDOUT);
+        uint64_t took = now_us() - t0;
+        if (took + EARLY_US < 30000 || took >= 5000000)
+            check_failed(__FILE__, __LINE__, "a 30 ms call timeout on a busy shard took %llu us",
+                         (unsigned long long)took);
+        /* answered calls in between leave no timer behind that could fire */
+        for (int i = 0; i < 100; i++)
+            CHECK_INT(otp_gen_server_call(self, s, otp_atom("get"), 20, &r), 0);
+        t0 = now_us();
+        CHECK_INT(otp_receive(self, NULL, NULL, 20, &msg), -OTP_ETIMEDOUT);
+        if (now_us() - t0 + EARLY_US < 20000)
+            check_failed(__FILE__, __LINE__, "a 20 ms receive timeout fired early");
+    }
+    atomic_store_explicit(&b->stop, 1, memory_order_relaxed);
+    CHECK_INT(mailbox_len(self), 0);
+}
+
+static void test_call_timeout_busy_shard(void **state)
+{
+    (void)state;
+    trk_reset();
+    otp_runtime *rt = start_rt(2);
+    busy_shard_ctx b = {.rt = rt};
+    run_in_proc(rt, 0, busy_timeout_proc, &b);
+    assert_no_failures();
     stop_rt(rt);
     assert_int_equal(trk_free_orphans(), 0);
 }
@@ -2093,6 +2190,8 @@ int main(void)
         cmocka_unit_test(test_not_quite_call),
         cmocka_unit_test(test_deferred_reply),
         cmocka_unit_test(test_call_timeout),
+        cmocka_unit_test(test_call_timeout_busy_shard),
+        cmocka_unit_test(test_call_sizes),
         cmocka_unit_test(test_noproc),
         cmocka_unit_test(test_crash_during_call),
         cmocka_unit_test(test_stop),
