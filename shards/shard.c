@@ -20,8 +20,8 @@
 
 #include "rt.h"
 
-#define RUN_BUDGET                                                                                 \
-    64 /* processes run per turn (hand-offs included) before the shard looks at its rings */
+/* processes run per turn (hand-offs included) before the shard looks at its rings */
+#define RUN_BUDGET    64
 #define RING_BATCH    64 /* signals taken from one ring per turn */
 #define OUT_LIMIT_MUL 16 /* outbox over this many rings' worth: the sender waits */
 
