@@ -8,11 +8,13 @@
  * ref, and only look at messages that arrived after the request.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "otp/etf.h"
 #include "otp/gen_server.h"
+#include "otp/text.h"
 #include "dist.h"
 #include "rt.h"
 
@@ -259,6 +261,44 @@ static void gs_init(otp_proc *p, gs *g)
     otp__proc_exit_self(p, reason);
 }
 
+/* sys's requests other than terminate, as gen_server answers them for
+ * what a C server can say: get_state and get_status (the state through
+ * format_state), change_code (nothing to change: ok). suspend, resume,
+ * replace_state and the debug options get {error, {unknown_system_msg,
+ * Req}} at once, as sys answers what a process does not handle, rather
+ * than leaving the caller to time out. */
+static otp_term system_answer(otp_proc *p, gs *g, otp_term req)
+{
+    otp_arena *a = otp_proc_arena(p);
+    otp_term state = g->ops->format_state ? g->ops->format_state(p, g->state) : OTP_NONE;
+    if (state == OTP_NONE)
+        state = otp_atom("undefined");
+    if (req == otp_atom("get_state"))
+        return state;
+    if (req == otp_atom("get_status")) {
+        otp_term self = otp_self(p), name = p->name;
+        otp_term parent = g->parent ? g->parent : self;
+        char header[300];
+        snprintf(header, sizeof header, "Status for generic server %s",
+                 name != OTP_NONE ? otp_atom_cstr(name) : otp_sprint(a, self));
+        otp_term status = otp_list(a, 3, OTP_TUPLE(a, otp_string(a, "Status"), otp_atom("running")),
+                                   OTP_TUPLE(a, otp_string(a, "Parent"), parent),
+                                   OTP_TUPLE(a, otp_string(a, "Logged events"), OTP_NIL));
+        otp_term misc =
+            otp_list(a, 3, OTP_TUPLE(a, otp_atom("header"), otp_string(a, header)),
+                     OTP_TUPLE(a, otp_atom("data"), status),
+                     OTP_TUPLE(a, otp_atom("data"),
+                               otp_list(a, 1, OTP_TUPLE(a, otp_string(a, "State"), state))));
+        return OTP_TUPLE(a, otp_atom("status"), self,
+                         OTP_TUPLE(a, otp_atom("module"), otp_atom("gen_server")),
+                         otp_list(a, 5, OTP_NIL, otp_atom("running"), parent, OTP_NIL, misc));
+    }
+    if (otp_is_tuple(req) && otp_tuple_arity(req) == 4 &&
+        otp_tuple_get(req, 0) == otp_atom("change_code"))
+        return a_ok;
+    return OTP_TUPLE(a, otp_atom("error"), OTP_TUPLE(a, otp_atom("unknown_system_msg"), req));
+}
+
 static void gs_dispatch(otp_proc *p, gs *g, otp_term msg)
 {
     const otp_gen_server_ops *ops = g->ops;
@@ -293,7 +333,10 @@ static void gs_dispatch(otp_proc *p, gs *g, otp_term msg)
             }
             gs_exit(p, g, reason);
         }
-        return; /* other system messages (sys:get_state...) are not served yet */
+        otp_from from;
+        if (from_parts(p, g, otp_tuple_get(msg, 1), &from))
+            otp_gen_server_reply(p, &from, system_answer(p, g, req));
+        return;
     }
     if (ar == 3 && tag == a_exit && p->trap_exit && g->parent &&
         otp__local_pid(p->sh->rt, otp_tuple_get(msg, 1)) == g->parent) {

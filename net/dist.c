@@ -161,6 +161,7 @@ struct otp_node {
     _Atomic bool finished;
     pthread_mutex_t lock; /* `up`, read by otp_node_connected */
     otp_term *up;
+    bool *uphidden; /* up[i] is a hidden node */
     size_t nup, capup;
     /* Connector threads, joined by otp_node_stop (a thread's last act, its
      * wake of the home shard, touches the shard's io: the runtime must not
@@ -210,19 +211,24 @@ static void blob_free_list(blob *b)
 
 /* ------------------------------------------------------- connected list */
 
-static void up_add(otp_node *n, otp_term peer)
+static void up_add(otp_node *n, otp_term peer, bool hidden)
 {
     pthread_mutex_lock(&n->lock);
     if (n->nup == n->capup) {
         size_t cap = n->capup ? n->capup * 2 : 8;
         otp_term *p = realloc(n->up, cap * sizeof *p);
-        if (p) {
+        if (p)
             n->up = p;
+        bool *h = p ? realloc(n->uphidden, cap * sizeof *h) : NULL;
+        if (h) {
+            n->uphidden = h;
             n->capup = cap;
         }
     }
-    if (n->nup < n->capup)
+    if (n->nup < n->capup) {
+        n->uphidden[n->nup] = hidden;
         n->up[n->nup++] = peer;
+    }
     pthread_mutex_unlock(&n->lock);
 }
 
@@ -231,10 +237,27 @@ static void up_del(otp_node *n, otp_term peer)
     pthread_mutex_lock(&n->lock);
     for (size_t i = 0; i < n->nup; i++)
         if (n->up[i] == peer) {
-            n->up[i] = n->up[--n->nup];
+            n->nup--;
+            n->up[i] = n->up[n->nup];
+            n->uphidden[i] = n->uphidden[n->nup];
             break;
         }
     pthread_mutex_unlock(&n->lock);
+}
+
+size_t otp__node_up(otp_node *n, otp_term *nodes, size_t max, int which)
+{
+    pthread_mutex_lock(&n->lock);
+    size_t k = 0;
+    for (size_t i = 0; i < n->nup; i++) {
+        if ((which == 1 && n->uphidden[i]) || (which == 2 && !n->uphidden[i]))
+            continue;
+        if (k < max)
+            nodes[k] = n->up[i];
+        k++;
+    }
+    pthread_mutex_unlock(&n->lock);
+    return k;
 }
 
 size_t otp_node_connected(otp_node *n, otp_term *nodes, size_t max)
@@ -598,7 +621,7 @@ static void go_up(conn *c)
     c->hs = NULL;
     c->state = C_UP;
     c->last_rx = c->last_tx = otp__now_ms();
-    up_add(n, c->peer);
+    up_add(n, c->peer, !(c->flags & OTP__DF_PUBLISHED));
     node_event(n, c, "nodeup");
     if (!(c->flags & OTP__DF_ALIAS)) { /* sends to aliases it cannot take */
         blob **pp = &c->pre, *last = NULL;
@@ -2343,6 +2366,8 @@ int otp_node_start(otp_runtime *rt, const otp_node_config *cfg, otp_node **out, 
     go.name = otp_atom("rex");
     if (otp_gen_server_start(rt, NULL, &rex_ops, OTP_NIL, &go, &n->rex, &reason) < 0)
         dlog(n, "cannot start rex");
+    if (otp__node_builtin_fns(n) < 0)
+        dlog(n, "cannot register erlang's BIFs for rpc");
     if (!c.hidden) {
         /* global talks to visible nodes only */
         otp_gen_server_opts gso = {.shard = (int)c.shard, .name = a_gns};
@@ -2399,6 +2424,7 @@ void otp_node_stop(otp_node *n)
     otp_epmd_stop(n->epmd);
     pthread_mutex_destroy(&n->lock);
     free(n->up);
+    free(n->uphidden);
     free(n);
 }
 

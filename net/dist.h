@@ -48,6 +48,12 @@ void otp__pg_init_atoms(void);
 /* A node's home shard (its connections, services and scopes live there),
  * and whether it is hidden. */
 unsigned otp__node_home(const struct otp_node *n);
+/* The nodes connected now: which 0 all, 1 visible, 2 hidden. Writes up to
+ * max, returns how many there are. Any thread. */
+size_t otp__node_up(struct otp_node *n, otp_term *nodes, size_t max, int which);
+/* erlang's BIFs that tools ask of a node by rpc (dist_rpc.c). */
+int otp__node_builtin_fns(struct otp_node *n);
+
 /* Makes a scope's pid one of the node's servers, ended by otp_node_stop. */
 int otp__node_add_scope(struct otp_node *n, otp_term pid);
 bool otp__node_hidden(const struct otp_node *n);

@@ -22,6 +22,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -539,6 +540,17 @@ static int u_cancel(otp__io *io, otp__io_op *op)
  * a new socket by then. Finding them walks this shard's in-flight ops:
  * close is rare next to I/O, and it spares every op an fd table. With
  * nothing pending the socket is simply closed now. */
+/* close(2) for sockets this ring owns. The kernel makes them (accept)
+ * and may close them (IORING_OP_CLOSE) where ThreadSanitizer's fd
+ * interceptors cannot see it; a plain close() would then be the one fd
+ * event TSan sees, and a reused fd number would look like a race with
+ * whichever thread last made that number with socket(). The raw syscall
+ * keeps TSan's view consistent: none of these sockets' lives is in it. */
+static int ring_close(int fd)
+{
+    return syscall(SYS_close, fd) < 0 && errno != EINTR ? -errno : 0;
+}
+
 static int u_close(otp__io *io, otp__sock fd)
 {
     uring *u = U(io);
@@ -557,7 +569,7 @@ static int u_close(otp__io *io, otp__sock fd)
             n++;
         }
     if (n == 0)
-        return close(fd) < 0 && errno != EINTR ? -errno : 0;
+        return ring_close(fd);
     struct io_uring_sqe *sqe;
     if (u->cancel_fd) {
         int r = reserve(u, 2);
@@ -842,7 +854,7 @@ static void drain_one(uring *u, uint64_t ud, int32_t res, uint32_t cflags)
         return;
     otp__io_op *op = ud_to_op(ud);
     if (op->priv.kind == OTP__IO_K_ACCEPT && res >= 0)
-        close(res);
+        ring_close(res);
     if (op->priv.kind == OTP__IO_K_CONNECT && --op->priv.cqes)
         return;
     if (op->priv.kind == OTP__IO_K_ACCEPT && (cflags & IORING_CQE_F_MORE))

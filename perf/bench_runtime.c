@@ -146,7 +146,8 @@ static otp_gs_ret srv_cast(otp_proc *self, otp_term msg, void *state)
     return otp_gs_noreply();
 }
 
-static const otp_gen_server_ops srv_ops = {srv_init, srv_call, srv_cast, NULL, NULL};
+static const otp_gen_server_ops srv_ops = {
+    .init = srv_init, .handle_call = srv_call, .handle_cast = srv_cast};
 
 /* ------------------------------------------------------------ timed batches */
 

@@ -183,6 +183,19 @@ otp_term otp_whereis(otp_runtime *rt, otp_term name)
     return pid ? pid : OTP_NONE;
 }
 
+size_t otp_registered(otp_runtime *rt, otp_term *names, size_t max)
+{
+    size_t k = 0, n = otp_atom_count();
+    for (size_t i = 0; rt && i < n; i++)
+        /* acquire: pairs with the claim's release */
+        if (atomic_load_explicit(&rt->names[i], memory_order_acquire)) {
+            if (k < max)
+                names[k] = OTP__ATOM(i);
+            k++;
+        }
+    return k;
+}
+
 /* A register that must happen on the pid's shard, where its `name` field
  * and its liveness are known. */
 typedef struct reg_req {

@@ -92,6 +92,10 @@ typedef struct otp_gen_server_ops {
      * the runtime stopping, or an exit signal from its parent while it
      * traps exits. Frees the state. May be NULL. */
     void (*terminate)(otp_proc *self, otp_term reason, void *state);
+    /* The state as a term (built in self's arena), for sys:get_state and
+     * sys:get_status, which tools such as observer use. May be NULL: they
+     * then see the atom undefined. */
+    otp_term (*format_state)(otp_proc *self, void *state);
 } otp_gen_server_ops;
 
 typedef struct otp_gen_server_opts {

@@ -220,6 +220,9 @@ bool otp_trap_exit(otp_proc *self, bool on);
 int otp_register(otp_runtime *rt, otp_term name, otp_term pid);
 int otp_unregister(otp_runtime *rt, otp_term name);
 otp_term otp_whereis(otp_runtime *rt, otp_term name); /* OTP_NONE when none */
+/* registered(): writes up to max registered names, returns how many there
+ * are (a snapshot: names come and go meanwhile). Any thread. */
+size_t otp_registered(otp_runtime *rt, otp_term *names, size_t max);
 
 /* ---------------------------------------------------------------- timers */
 

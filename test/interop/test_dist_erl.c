@@ -1052,6 +1052,58 @@ static void test_busy_dist_port(void **state)
     reap(&e);
 }
 
+/* What tools ask of a node: erlang's BIFs by rpc (node, nodes, whereis,
+ * registered, is_process_alive, process_info) and sys's requests to a
+ * GenServer (get_state, get_status; others answered at once, not left to
+ * time out). */
+static void test_rpc_bifs_and_sys(void **state)
+{
+    char sname[64], eval[2600];
+    snprintf(sname, sizeof sname, "s1_%d", (int)getpid());
+    snprintf(eval, sizeof eval,
+             "N = '%s', pong = net_adm:ping(N),"
+             "R = fun(F, A) -> rpc:call(N, erlang, F, A) end,"
+             "io:format(\"node ~p~n\", [R(node, []) =:= N]),"
+             "io:format(\"nodes ~p~n\", [lists:member(node(), R(nodes, []))]),"
+             "io:format(\"nodes1 ~p~n\", [{R(nodes, [this]) =:= [N], "
+             "lists:member(node(), R(nodes, [connected])), R(nodes, [hidden])}]),"
+             "P = R(whereis, [gs]),"
+             "io:format(\"whereis ~p~n\", [{is_pid(P), node(P) =:= N, R(whereis, [nope])}]),"
+             "io:format(\"registered ~p~n\", [lists:member(gs, R(registered, []))]),"
+             "io:format(\"alive ~p~n\", [R(is_process_alive, [P])]),"
+             "io:format(\"pinfo ~p~n\", [R(process_info, [P, registered_name])]),"
+             "io:format(\"pinfo2 ~p~n\", [R(process_info, [P, [status, message_queue_len]])]),"
+             "io:format(\"pinfo1 ~p~n\", [lists:keyfind(registered_name, 1, R(process_info, "
+             "[P]))]),"
+             "io:format(\"remote pid ~p~n\", [element(1, element(2, R(is_process_alive, "
+             "[self()])))]),"
+             "io:format(\"get_state ~p~n\", [sys:get_state({gs, N}, 2000)]),"
+             "{status, P, {module, gen_server}, [_, running, _, _, Misc]} = sys:get_status({gs, "
+             "N}, 2000),"
+             "io:format(\"get_status ~p~n\", [lists:keyfind(header, 1, Misc)]),"
+             "T0 = erlang:monotonic_time(millisecond),"
+             "S = (catch sys:suspend({gs, N}, 2000)),"
+             "io:format(\"suspend ~p ~p~n\", [element(1, S), erlang:monotonic_time(millisecond) - "
+             "T0 < 1000]),"
+             "timer:sleep(300), halt().",
+             g_node);
+    child e = erl_start(sname, "distcookie", eval);
+    expect_line(&e, "node true", 20000);
+    expect_line(&e, "nodes true", 5000);
+    expect_line(&e, "nodes1 {true,true,[]}", 5000);
+    expect_line(&e, "whereis {true,true,undefined}", 5000);
+    expect_line(&e, "registered true", 5000);
+    expect_line(&e, "alive true", 5000);
+    expect_line(&e, "pinfo {registered_name,gs}", 5000);
+    expect_line(&e, "pinfo2 [{status,waiting},{message_queue_len,0}]", 5000);
+    expect_line(&e, "pinfo1 {registered_name,gs}", 5000);
+    expect_line(&e, "remote pid 'EXIT'", 5000);
+    expect_line(&e, "get_state undefined", 5000);
+    expect_line(&e, "get_status {header,\"Status for generic server gs\"}", 5000);
+    expect_line(&e, "suspend error true", 5000);
+    reap(&e);
+}
+
 /* Ticks with a short net_ticktime on both sides keep an idle connection
  * up; a peer that goes silent (SIGSTOP) is dropped after about
  * net_ticktime; a connection that never finishes its handshake is closed
@@ -1290,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_remote_link_monitor_churn),
         cmocka_unit_test(test_aliases_across_nodes),
         cmocka_unit_test(test_busy_dist_port),
+        cmocka_unit_test(test_rpc_bifs_and_sys),
         cmocka_unit_test(test_ticks_and_stalls),
         cmocka_unit_test(test_connect_disconnect),
         cmocka_unit_test(test_order_both_ways),
