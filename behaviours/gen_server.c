@@ -60,6 +60,7 @@ typedef struct gs {
     bool inited;
     bool shutdown;   /* the runtime is stopping: terminate(shutdown) next */
     uint64_t cb_gen; /* callbacks run so far: tells a from still in its callback */
+    otp__sig *msg;   /* the message a callback is handling: its terms live here */
 } gs;
 
 static void start_done(otp_proc *p, gs *g, int rc, otp_term reason);
@@ -73,6 +74,7 @@ static void gs_free(otp_proc *p)
         start_done(p, g, -OTP_EEXIT, OTP_NONE);
     if (g->args)
         otp__sig_free(g->args);
+    otp__sig_free(g->msg); /* it died in a callback */
     free(g);
     p->beh_data = NULL;
 }
@@ -358,10 +360,16 @@ static void gs_run(otp_proc *p)
     for (int i = 0; i < GS_BUDGET; i++) {
         if (g->shutdown)
             gs_exit(p, g, a_shutdown);
-        otp_term msg;
-        if (otp__take(p, NULL, &msg) < 0)
+        /* The message stays in its signal while its callback runs, and
+         * is freed after it: a callback that builds nothing never takes
+         * an arena, and none adopts the signal. */
+        otp__sig *s = otp__sigq_pop(&p->mq);
+        if (!s)
             break;
-        gs_dispatch(p, g, msg);
+        g->msg = s;
+        gs_dispatch(p, g, s->a);
+        g->msg = NULL;
+        otp__sig_free(s);
         g->cb_gen++;
         otp__proc_arena_release(p);
     }

@@ -453,7 +453,7 @@ static ALWAYS_INLINE void land(otp__fiber *self, bool fresh)
 
 /* Called by the assembly trampoline (or the ucontext one) with the new
  * fiber; not static because assembly refers to it by name. */
-_Noreturn void otp__fiber_start(otp__fiber *f) __attribute__((visibility("hidden")));
+_Noreturn void otp__fiber_start(otp__fiber *f) __attribute__((visibility("hidden"), used));
 _Noreturn void otp__fiber_start(otp__fiber *f)
 {
     land(f, true);
@@ -661,7 +661,9 @@ void otp__fiber_make(otp__fiber *f, otp__stack *s, void (*entry)(void *arg), voi
 #endif
 }
 
-void otp__fiber_switch(otp__fiber *from, otp__fiber *to)
+/* used: test_fiber's assembly calls it by name, which link-time
+ * optimisation cannot see. */
+__attribute__((used)) void otp__fiber_switch(otp__fiber *from, otp__fiber *to)
 {
     OTP_ASSERT(from != to);
     leave(from, to, false);

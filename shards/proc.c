@@ -399,6 +399,8 @@ static bool same_ref(otp_term a, otp_term b)
 
 static otp__mon *find_mon(otp_proc *p, uint64_t ref, bool origin)
 {
+    if (p->cmon.ref == ref && ref && p->cmon.origin == origin)
+        return &p->cmon;
     for (uint32_t i = 0; i < p->nmons; i++)
         if (p->mons[i].ref == ref && p->mons[i].origin == origin)
             return &p->mons[i];
@@ -429,7 +431,33 @@ static bool add_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named, b
 
 static void del_mon(otp_proc *p, otp__mon *m)
 {
-    *m = p->mons[--p->nmons];
+    if (m == &p->cmon)
+        p->cmon.ref = 0;
+    else
+        *m = p->mons[--p->nmons];
+}
+
+/* A call's monitor (either end): in p->cmon when it is free and both ends
+ * are local (nothing to keep), else in mons[]. */
+static bool add_call_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named, bool origin)
+{
+    if (!p->cmon.ref && ref && !otp_is_boxed(other) && !otp_is_boxed(named) &&
+        !otp_is_cons(named)) {
+        p->cmon = (otp__mon){ref, other, named, OTP_NONE, origin};
+        return true;
+    }
+    return add_mon(p, ref, other, named, origin);
+}
+
+/* Every monitor of p, cmon's too: n of them, m(i) the i-th. */
+static uint32_t mon_count(const otp_proc *p)
+{
+    return p->nmons + (p->cmon.ref != 0);
+}
+
+static otp__mon *mon_at(otp_proc *p, uint32_t i)
+{
+    return i < p->nmons ? &p->mons[i] : &p->cmon;
 }
 
 /* ------------------------------------------------------------- exits */
@@ -521,8 +549,8 @@ static void proc_die(otp_proc *p, otp_term reason)
                           OTP_TUPLE(ra, otp_small(OTP__CTL_EXIT), p->pid, l, reason));
         }
     }
-    for (uint32_t i = 0; i < p->nmons; i++) {
-        otp__mon *m = &p->mons[i];
+    for (uint32_t i = 0, n = mon_count(p); i < n; i++) {
+        otp__mon *m = mon_at(p, i);
         if (!otp_is_boxed(m->other)) {
             if (m->origin)
                 otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, p->pid, m->ref, OTP_NONE,
@@ -673,7 +701,7 @@ void otp__deliver(otp__shard *sh, otp__sig *s)
         if ((s->flags & OTP__SIGF_TO_ALIAS) && !alias_take(p, (uint64_t)(uintptr_t)s->ptr))
             break; /* the alias is gone: dropped, as Erlang drops it */
         if (s->flags & OTP__SIGF_MONITOR)
-            add_mon(p, (uint64_t)(uintptr_t)s->ptr, s->from, s->from, false);
+            add_call_mon(p, (uint64_t)(uintptr_t)s->ptr, s->from, s->from, false);
         enqueue_msg(p, s);
         return;
     case OTP__SIG_REPLY:
@@ -1404,10 +1432,10 @@ static void fill_info(otp_proc *p, otp_proc_info *out, bool asking_self)
     out->message_queue_len = p->mq.len;
     out->links = p->nlinks;
     size_t mine = 0;
-    for (uint32_t i = 0; i < p->nmons; i++)
-        mine += p->mons[i].origin;
+    for (uint32_t i = 0, n = mon_count(p); i < n; i++)
+        mine += mon_at(p, i)->origin;
     out->monitors = mine;
-    out->monitored_by = p->nmons - mine;
+    out->monitored_by = mon_count(p) - mine;
     out->registered_name = p->name;
     out->trap_exit = p->trap_exit;
     size_t mem = sizeof *p + p->caplinks * sizeof(otp_term) + p->capmons * sizeof(otp__mon);
@@ -1563,7 +1591,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
               uint64_t timeout_ms, otp_term *reply)
 {
     otp__shard *sh = self->sh;
-    if (!add_mon(self, id, to, named, true))
+    if (!(otp_is_boxed(to) ? add_mon : add_call_mon)(self, id, to, named, true))
         return -OTP_ENOMEM;
     /* Only what arrives after the request can be its answer. */
     otp__sig **pp = self->mq.tail;

@@ -102,6 +102,10 @@ struct otp_proc {
     uint64_t *aliases;       /* active aliases: ref id << 1 | 1 if reply-once */
     uint32_t naliases, capaliases;
     uint64_t alias; /* the call this process waits on (ref id), 0 none */
+    /* A call's monitor between local processes, at either end, kept here
+     * rather than in mons[] (a call pays for no array, no arena check):
+     * one of them at a time, the others go to mons[]. ref 0: none. */
+    otp__mon cmon;
     otp_proc_fn fn;
     void *arg; /* fn's argument, or the behaviour's state */
     const otp__behaviour *beh;

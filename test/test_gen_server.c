@@ -1312,6 +1312,93 @@ static void test_crash_during_call(void **state)
     assert_int_equal(trk_free_orphans(), 4);
 }
 
+/* Callers on the server's own shard: a call's monitor is kept in the
+ * process rather than in its list, one at a time; the counts and a death
+ * mid-call are as for any monitor, with a second caller and a monitor of
+ * the caller's own beside it. */
+typedef struct mon_caller {
+    otp_term server, req, pid;
+    bool user_mon;
+    int rc;
+    char reason[128], down[128];
+    latch done;
+} mon_caller;
+
+static void mon_caller_main(otp_proc *self, void *arg)
+{
+    mon_caller *c = arg;
+    otp_term r = OTP_NONE, ref = OTP_NONE, msg;
+    if (c->user_mon)
+        CHECK_INT(otp_monitor(self, c->server, &ref), 0);
+    c->rc = otp_gen_server_call(self, c->server, c->req, 10000, &r);
+    term_text(r, c->reason, sizeof c->reason);
+    if (c->user_mon && otp_receive(self, NULL, NULL, WAIT_MS, &msg) == 0)
+        term_text(otp_tuple_get(msg, 4), c->down, sizeof c->down);
+    latch_add(&c->done, 1);
+}
+
+static bool wait_monitored_by(otp_runtime *rt, otp_term pid, size_t n)
+{
+    otp_proc_info info;
+    for (int i = 0; i < WAIT_MS; i++) {
+        if (otp_process_info(rt, NULL, pid, &info) == 0 && info.monitored_by == n)
+            return true;
+        usleep(1000);
+    }
+    return false;
+}
+
+static void test_same_shard_call_monitor(void **state)
+{
+    (void)state;
+    trk_reset();
+    otp_runtime *rt = start_rt(2);
+    otp_term s = start_ts(rt, 0, OTP_NONE, 0);
+    mon_caller a = {.server = s, .req = otp_atom("hold"), .user_mon = true};
+    mon_caller b = {.server = s, .req = otp_atom("noreply")};
+    latch_init(&a.done);
+    latch_init(&b.done);
+    otp_spawn_opts o = {.shard = 0};
+    int held = latch_count(&g_held);
+    assert_int_equal(otp_spawn(rt, NULL, mon_caller_main, &a, &o, &a.pid, NULL), 0);
+    assert_true(latch_wait(&g_held, held + 1, WAIT_MS));
+    otp_proc_info info;
+    /* a's call and a's own monitor, on either side */
+    assert_int_equal(otp_process_info(rt, NULL, s, &info), 0);
+    assert_int_equal(info.monitored_by, 2);
+    assert_int_equal(info.monitors, 0);
+    assert_int_equal(otp_process_info(rt, NULL, a.pid, &info), 0);
+    assert_int_equal(info.monitors, 2);
+    assert_int_equal(info.monitored_by, 0);
+    /* a second caller, never answered */
+    assert_int_equal(otp_spawn(rt, NULL, mon_caller_main, &b, &o, &b.pid, NULL), 0);
+    assert_true(wait_monitored_by(rt, s, 3));
+    assert_int_equal(otp_process_info(rt, NULL, b.pid, &info), 0);
+    assert_int_equal(info.monitors, 1);
+    /* the server dies: both calls end with its reason, a's monitor fires */
+    killer_arg k = {.target = s, .reason = "{kaboom, 7}"};
+    assert_int_equal(otp_spawn(rt, NULL, killer_main, &k, &o, NULL, NULL), 0);
+    assert_true(latch_wait(&a.done, 1, WAIT_MS));
+    assert_true(latch_wait(&b.done, 1, WAIT_MS));
+    assert_int_equal(a.rc, -OTP_EEXIT);
+    assert_string_equal(a.reason, "{kaboom,7}");
+    assert_string_equal(a.down, "{kaboom,7}");
+    assert_int_equal(b.rc, -OTP_EEXIT);
+    assert_string_equal(b.reason, "{kaboom,7}");
+    /* a call to it now: noproc, and nothing is left behind */
+    mon_caller c = {.server = s, .req = otp_atom("get")};
+    latch_init(&c.done);
+    assert_int_equal(otp_spawn(rt, NULL, mon_caller_main, &c, &o, &c.pid, NULL), 0);
+    assert_true(latch_wait(&c.done, 1, WAIT_MS));
+    assert_int_equal(c.rc, -OTP_ENOPROC);
+    latch_destroy(&a.done);
+    latch_destroy(&b.done);
+    latch_destroy(&c.done);
+    assert_no_failures();
+    stop_rt(rt);
+    assert_int_equal(trk_free_orphans(), 1);
+}
+
 /* ================================================================== stop */
 
 static void stop_proc(otp_proc *self, void *arg)
@@ -2192,6 +2279,7 @@ int main(void)
         cmocka_unit_test(test_call_timeout),
         cmocka_unit_test(test_call_timeout_busy_shard),
         cmocka_unit_test(test_call_sizes),
+        cmocka_unit_test(test_same_shard_call_monitor),
         cmocka_unit_test(test_noproc),
         cmocka_unit_test(test_crash_during_call),
         cmocka_unit_test(test_stop),
