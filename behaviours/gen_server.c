@@ -8,6 +8,7 @@
  * ref, and only look at messages that arrived after the request.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +38,23 @@ static void gs_atoms_once(void)
     a_shutdown = otp_atom("shutdown");
 }
 
-/* Atoms are made once per process; every thread may come through here. */
+/* Atoms are made once per process; every thread may come through here.
+ * Calls come through every time: the flag spares them pthread_once. */
+static _Atomic bool gs_atoms_ready;
+
+static void gs_atoms_init(void)
+{
+    gs_atoms_once();
+    /* release: the atoms above are written before the flag says so */
+    atomic_store_explicit(&gs_atoms_ready, true, memory_order_release);
+}
+
 static void gs_atoms(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, gs_atoms_once);
+    if (OTP_LIKELY(atomic_load_explicit(&gs_atoms_ready, memory_order_acquire)))
+        return;
+    pthread_once(&once, gs_atoms_init);
 }
 
 /* The start request: a spawn whose answer waits for init (a deferred
