@@ -358,15 +358,22 @@ int otp_get_bool(otp_term t, bool *out)
 
 /* --------------------------------------------------------------- tuples */
 
-otp_term otp_tuple_new(otp_arena *a, size_t arity)
+/* An uninitialised tuple of arity elements; NULL when too big or out of
+ * memory. Inline: otp_tuple_v builds every call's envelope through it. */
+static inline otp__tuple *tuple_alloc(otp_arena *a, size_t arity)
 {
     if (arity > (SIZE_MAX >> 6) / 8 - 1)
-        return OTP_NONE;
+        return NULL;
     otp__tuple *tp = (otp__tuple *)otp__alloc_words(a, 1 + arity);
-    if (!tp)
-        return OTP_NONE;
-    tp->hdr = otp__mkhdr(OTP__H_TUPLE, arity);
-    return otp__boxed(tp);
+    if (tp)
+        tp->hdr = otp__mkhdr(OTP__H_TUPLE, arity);
+    return tp;
+}
+
+otp_term otp_tuple_new(otp_arena *a, size_t arity)
+{
+    otp__tuple *tp = tuple_alloc(a, arity);
+    return tp ? otp__boxed(tp) : OTP_NONE;
 }
 
 void otp_tuple_set_init(otp_term tuple, size_t i, otp_term v)
@@ -381,12 +388,9 @@ otp_term otp_tuple_v(otp_arena *a, size_t arity, const otp_term *elems)
     for (size_t i = 0; i < arity; i++)
         if (elems[i] == OTP_NONE)
             return OTP_NONE;
-    if (arity > (SIZE_MAX >> 6) / 8 - 1)
-        return OTP_NONE;
-    otp__tuple *tp = (otp__tuple *)otp__alloc_words(a, 1 + arity);
+    otp__tuple *tp = tuple_alloc(a, arity);
     if (!tp)
         return OTP_NONE;
-    tp->hdr = otp__mkhdr(OTP__H_TUPLE, arity);
     /* A loop, not memcpy: tuples built this way are small, and a library
      * call costs more than copying a few words. */
     for (size_t i = 0; i < arity; i++)

@@ -326,6 +326,18 @@ static void node_down_here(otp__shard *sh, void *arg)
     free(j);
 }
 
+/* {What, Node} (nodeup, nodedown) to pid, from the home shard sh: the
+ * message of monitor_node and monitor_nodes. Lost if out of memory, as a
+ * message to a dead process would be. */
+static void node_msg(otp__shard *sh, otp_term pid, const char *what, otp_term node)
+{
+    otp__sig *s = otp__sig_new(OTP__SIG_MSG, pid, OTP_NONE,
+                               OTP_TUPLE(sh->scratch, otp_atom(what), node), OTP_NONE, OTP_NONE);
+    otp_arena_reset(sh->scratch);
+    if (s)
+        otp__route(sh, s);
+}
+
 /* net_kernel:monitor_nodes: {nodeup|nodedown, Node} to every subscriber.
  * Like Erlang's default (no {node_type, all}), hidden peers are not
  * reported. */
@@ -334,12 +346,7 @@ static void node_event(otp_node *n, conn *c, const char *what)
     if (!(c->flags & OTP__DF_PUBLISHED))
         return;
     for (size_t i = 0; i < n->nnodesubs; i++) {
-        otp__sig *s =
-            otp__sig_new(OTP__SIG_MSG, n->nodesubs[i], OTP_NONE,
-                         OTP_TUPLE(n->sh->scratch, otp_atom(what), c->peer), OTP_NONE, OTP_NONE);
-        otp_arena_reset(n->sh->scratch);
-        if (s)
-            otp__route(n->sh, s);
+        node_msg(n->sh, n->nodesubs[i], what, c->peer);
     }
 }
 
@@ -363,12 +370,7 @@ static void conn_close(conn *c, const char *why)
                 i++;
                 continue;
             }
-            otp__sig *s = otp__sig_new(OTP__SIG_MSG, n->nodemons[i].pid, OTP_NONE,
-                                       OTP_TUPLE(n->sh->scratch, otp_atom("nodedown"), c->peer),
-                                       OTP_NONE, OTP_NONE);
-            otp_arena_reset(n->sh->scratch);
-            if (s)
-                otp__route(n->sh, s);
+            node_msg(n->sh, n->nodemons[i].pid, "nodedown", c->peer);
             n->nodemons[i] = n->nodemons[--n->nnodemons];
         }
     }
@@ -1712,12 +1714,7 @@ static void node_job_here(otp__shard *sh, void *arg)
         if (!c && !connect_to(n, j->node)) {
             /* cannot even try: nodedown at once, as Erlang does */
             n->nnodemons--;
-            otp__sig *s = otp__sig_new(OTP__SIG_MSG, j->pid, OTP_NONE,
-                                       OTP_TUPLE(sh->scratch, otp_atom("nodedown"), j->node),
-                                       OTP_NONE, OTP_NONE);
-            otp_arena_reset(sh->scratch);
-            if (s)
-                otp__route(sh, s);
+            node_msg(sh, j->pid, "nodedown", j->node);
         }
         break;
     }
@@ -1732,12 +1729,7 @@ static void node_job_here(otp__shard *sh, void *arg)
         for (conn *o = n->conns; o; o = o->next) {
             if (o->state != C_UP || !(o->flags & OTP__DF_PUBLISHED))
                 continue;
-            otp__sig *s = otp__sig_new(OTP__SIG_MSG, j->pid, OTP_NONE,
-                                       OTP_TUPLE(sh->scratch, otp_atom("nodeup"), o->peer),
-                                       OTP_NONE, OTP_NONE);
-            otp_arena_reset(sh->scratch);
-            if (s)
-                otp__route(sh, s);
+            node_msg(sh, j->pid, "nodeup", o->peer);
         }
         /* and it subscribes */
         __attribute__((fallthrough));
