@@ -1177,10 +1177,14 @@ static void send_here(otp__shard *sh, void *arg)
     send_job *j = arg;
     /* acquire: pairs with otp_node_start's release */
     otp_node *n = atomic_load_explicit(&sh->rt->dist, memory_order_acquire);
-    if (n && !n->stopping)
+    if (n && !n->stopping) {
         enqueue(n, j->peer, j->b);
-    else
+    } else {
+        /* The node is gone (or going): its queued counts with it. */
+        for (blob *b = j->b; b; b = b->next)
+            b->queued = NULL;
         blob_free_list(j->b);
+    }
     free(j);
 }
 

@@ -224,6 +224,14 @@ static void timeout_stop(otp__shard *sh, otp_proc *p)
 void otp__lazy_timers_arm(otp__shard *sh)
 {
     otp__tlink *head = &sh->lazy_timers;
+    if (head->next == head)
+        return;
+    /* A call's deadline is counted from the turn's clock, read when the
+     * turn began, so that a call reads no clock. A turn that ran long (a
+     * busy shard, a slow machine) would make it short: every deadline set
+     * this turn moves by the turn's age, so none fires before its time
+     * (one clock read per turn that left timeouts, not per call). */
+    uint64_t age = otp__now_ms() - sh->now_ms;
     while (head->next != head) {
         otp__tlink *l = head->next;
         head->next = l->next;
@@ -232,6 +240,8 @@ void otp__lazy_timers_arm(otp__shard *sh)
         otp__timer *t = (otp__timer *)l; /* the link is the timer's first member */
         otp_proc *p = (otp_proc *)((char *)t - offsetof(otp_proc, timer));
         p->lazy_timer = false;
+        if (t->deadline < UINT64_MAX - 1 - age)
+            t->deadline += age;
         otp__wheel_add(&sh->wheel, t, t->deadline);
     }
 }
