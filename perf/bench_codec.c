@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "otp/etf.h"
 #include "otp/term.h"
 
@@ -539,13 +540,6 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Runs iters iterations of one implementation/operation on one item and
  * returns a checksum of every iteration's result. The loop is inside each
  * case so that the dispatch is paid once per batch, not per iteration. */
@@ -800,22 +794,13 @@ static void erl_stop(erl_peer *e)
 
 /* ----------------------------------------------------------- reporting */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Medians are taken over rounds and over the cells of one table. */
-#define MEDIAN_CAP 64
-_Static_assert(MAX_ROUNDS <= MEDIAN_CAP && N_OP * N_ITEMS <= MEDIAN_CAP, "median buffer too small");
+_Static_assert(MAX_ROUNDS <= BENCH_MEDIAN_CAP && N_OP * N_ITEMS <= BENCH_MEDIAN_CAP,
+               "median buffer too small");
 
 static double median(const double *v, int n)
 {
-    double s[MEDIAN_CAP];
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    return median_range(v, n, NULL, NULL);
 }
 
 static void fmt_ns(char *out, size_t cap, double ns)

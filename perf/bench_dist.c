@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "otp.h"
 
 extern char **environ;
@@ -62,13 +63,6 @@ static void die(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static const char *const scenarios[] = {"call_num", "call_str", "call_pid",
@@ -162,19 +156,6 @@ static int call_once(otp_proc *self, job *j, otp_term p)
         return -OTP_EBADARG;
     otp_arena_reset(otp_proc_arena(self));
     return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest rank, as bench_dist.erl and bench_ei_node.c compute it. */
-static double pct(const uint64_t *s, size_t n, double p)
-{
-    size_t k = (size_t)(p * (double)n + 0.999999);
-    return (double)s[k ? (k > n ? n : k) - 1 : 0];
 }
 
 /* Mean and percentiles of the per-call times lat[0..n) (sorted here). */
@@ -432,32 +413,10 @@ static void raw_rtt(uint64_t ms, double out[N_V])
 
 /* ------------------------------------------------------------ main */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median, min and max of the values that are not NAN (NAN if none). */
-static double median(const double *v, int n, double *lo, double *hi)
-{
-    double s[MAX_ROUNDS];
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (!isnan(v[i]))
-            s[m++] = v[i];
-    *lo = *hi = NAN;
-    if (!m)
-        return NAN;
-    qsort(s, (size_t)m, sizeof *s, cmp_double);
-    *lo = s[0];
-    *hi = s[m - 1];
-    return m % 2 ? s[m / 2] : (s[m / 2 - 1] + s[m / 2]) / 2;
-}
-
 static void print_cell(const double *v, int rounds)
 {
-    double lo, hi, m = median(v, rounds, &lo, &hi);
+    double lo, hi, m = median_range(v, rounds, &lo, &hi);
     if (isnan(m))
         printf(" — |");
     else
@@ -782,7 +741,7 @@ int main(int argc, char **argv)
         static const char *const qn[N_V] = {"mean", "p50", "p99", "p99.9"};
         for (int r = 0; r < rounds; r++)
             rv[r] = g_raw[r][q];
-        double m = median(rv, rounds, &lo, &hi);
+        double m = median_range(rv, rounds, &lo, &hi);
         printf(" %s %.0f (%.0f–%.0f)%s", qn[q], m, lo, hi, q + 1 < N_V ? "," : ".\n");
     }
     if (g_tsv) {

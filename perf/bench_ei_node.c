@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "ei.h"
 
 #define PAIRS    120
@@ -35,13 +36,6 @@ static void die(const char *what)
 {
     fprintf(stderr, "bench_ei_node: %s (erl_errno %d, errno %d)\n", what, erl_errno, errno);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------ the server */
@@ -279,19 +273,6 @@ static long call_count(int fd)
     if (!same_ref(&ref, &got) || ei_decode_long(g_rx.buff, &at, &n) < 0)
         die("wrong count reply");
     return n;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest rank, as bench_dist.c and bench_dist.erl compute it. */
-static double pct(const uint64_t *s, size_t n, double p)
-{
-    size_t k = (size_t)(p * (double)n + 0.999999);
-    return (double)s[k ? (k > n ? n : k) - 1 : 0];
 }
 
 static void run(int sc, const char *name, int fd, uint64_t ms)

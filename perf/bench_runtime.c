@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "otp/gen_server.h"
 #include "otp/runtime.h"
 #include "otp/term.h"
@@ -56,13 +57,6 @@ static void die(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void sleep_ns(uint64_t ns)
@@ -862,34 +856,7 @@ static int erl_round(erl_peer *e, int sc, bool quick, unsigned ms, double *res, 
 
 /* ------------------------------------------------------------ reporting */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The median of the values that are not NAN (NAN if none). */
-static double median(const double *v, int n, double *lo, double *hi)
-{
-    double s[MAX_ROUNDS];
-    int m = 0;
-    for (int i = 0; i < n; i++)
-        if (!isnan(v[i]))
-            s[m++] = v[i];
-    if (lo)
-        *lo = NAN;
-    if (hi)
-        *hi = NAN;
-    if (!m)
-        return NAN;
-    qsort(s, (size_t)m, sizeof *s, cmp_double);
-    if (lo)
-        *lo = s[0];
-    if (hi)
-        *hi = s[m - 1];
-    return m % 2 ? s[m / 2] : (s[m / 2 - 1] + s[m / 2]) / 2;
-}
-
 static void fmt_val(char *out, size_t cap, double v, kind k)
 {
     if (isnan(v))
@@ -996,7 +963,7 @@ static void report(const results *r, const cfg *c, bool quick, int rounds, int s
         for (int m = 0; m < n_rows(r, sc); m++) {
             const metric *mt = &sc->m[m % sc->nm];
             char lb[96];
-            double ours = median(r->c[s][m], n, NULL, NULL);
+            double ours = median_range(r->c[s][m], n, NULL, NULL);
             double theirs = NAN;
             int from = -1;
             for (int node = 0; node < N_NODES; node++) {
@@ -1004,7 +971,7 @@ static void report(const results *r, const cfg *c, bool quick, int rounds, int s
                     int idx = alt ? mt->erl_alt : mt->erl;
                     if (idx < 0)
                         continue;
-                    double v = median(r->e[node][s][idx], n, NULL, NULL);
+                    double v = median_range(r->e[node][s][idx], n, NULL, NULL);
                     if (isnan(v))
                         continue;
                     bool better = isnan(theirs) || (mt->k == K_RATE ? v > theirs : v < theirs);
@@ -1045,7 +1012,7 @@ static void report(const results *r, const cfg *c, bool quick, int rounds, int s
             char cell[3][80];
             double lo, hi;
             char a[32], b[32];
-            median(r->c[s][m], n, &lo, &hi);
+            median_range(r->c[s][m], n, &lo, &hi);
             fmt_val(a, sizeof a, lo, mt->k);
             fmt_val(b, sizeof b, hi, mt->k);
             snprintf(cell[0], sizeof cell[0], "%s–%s", a, b);
@@ -1058,7 +1025,7 @@ static void report(const results *r, const cfg *c, bool quick, int rounds, int s
                     int idx = alt ? mt->erl_alt : mt->erl;
                     if (idx < 0)
                         continue;
-                    median(r->e[node][s][idx], n, &lo, &hi);
+                    median_range(r->e[node][s][idx], n, &lo, &hi);
                     if (isnan(lo))
                         continue;
                     fmt_val(a, sizeof a, lo, mt->k);
@@ -1087,8 +1054,8 @@ static void report(const results *r, const cfg *c, bool quick, int rounds, int s
         printf("- call_par: libotp pair I (client and server) on shard I mod 2. Erlang: the "
                "better of OTP's own placement and pair I on scheduler 1 + I rem 2");
         for (int node = 0; node < N_NODES; node++) {
-            double d = median(r->e[node][SC_CALL_PAR][0], r->rounds[SC_CALL_PAR], NULL, NULL);
-            double p = median(r->e[node][SC_CALL_PAR][1], r->rounds[SC_CALL_PAR], NULL, NULL);
+            double d = median_range(r->e[node][SC_CALL_PAR][0], r->rounds[SC_CALL_PAR], NULL, NULL);
+            double p = median_range(r->e[node][SC_CALL_PAR][1], r->rounds[SC_CALL_PAR], NULL, NULL);
             if (isnan(d) && isnan(p))
                 continue;
             char a[32], b[32];
@@ -1170,7 +1137,7 @@ static void tsv_write(const results *r, const char *path)
                     int idx = alt ? mt->erl_alt : mt->erl;
                     if (idx < 0)
                         continue;
-                    double v = median(r->e[node][s][idx], n, NULL, NULL);
+                    double v = median_range(r->e[node][s][idx], n, NULL, NULL);
                     if (!isnan(v) && (isnan(bv) || (mt->k == K_RATE ? v > bv : v < bv))) {
                         bv = v;
                         best = r->e[node][s][idx];
