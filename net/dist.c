@@ -1705,15 +1705,8 @@ static void node_job_here(otp__shard *sh, void *arg)
             conn_close(c, "disconnected on request");
         break;
     case 2: {
-        struct nodemon *m = n->nodemons;
-        if (n->nnodemons == n->capnodemons) {
-            size_t cap = n->capnodemons ? n->capnodemons * 2 : 8;
-            m = realloc(n->nodemons, cap * sizeof *m);
-            if (!m)
-                break;
-            n->nodemons = m;
-            n->capnodemons = cap;
-        }
+        if (!otp__grow((void **)&n->nodemons, &n->capnodemons, n->nnodemons, sizeof *n->nodemons))
+            break;
         n->nodemons[n->nnodemons++] = (struct nodemon){j->pid, j->node};
         if (!c && !connect_to(n, j->node)) {
             /* cannot even try: nodedown at once, as Erlang does */
@@ -1738,14 +1731,8 @@ static void node_job_here(otp__shard *sh, void *arg)
         /* and it subscribes */
         __attribute__((fallthrough));
     case 4:
-        if (n->nnodesubs == n->capnodesubs) {
-            size_t cap = n->capnodesubs ? n->capnodesubs * 2 : 8;
-            otp_term *p = realloc(n->nodesubs, cap * sizeof *p);
-            if (!p)
-                break;
-            n->nodesubs = p;
-            n->capnodesubs = cap;
-        }
+        if (!otp__grow((void **)&n->nodesubs, &n->capnodesubs, n->nnodesubs, sizeof *n->nodesubs))
+            break;
         n->nodesubs[n->nnodesubs++] = j->pid;
         break;
     case 5: /* like Erlang, `false` ends every subscription of the process */

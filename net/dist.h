@@ -5,13 +5,31 @@
 
 #include "otp/term.h"
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 
 #include "otp/runtime.h"
 
 struct otp__shard;
 struct otp_node;
+
+/* Room for one more element in the array *arr of n elements of size
+ * bytes and capacity *cap (doubling, from 16): false when out of memory,
+ * the array then as it was. */
+static inline bool otp__grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : 16;
+    void *p = realloc(*arr, c * size);
+    if (!p)
+        return false;
+    *arr = p;
+    *cap = c;
+    return true;
+}
 
 /* True if dest names a process on another node: a pid of another node, or
  * {Name, Node} with Node not ours. */

@@ -46,19 +46,6 @@ typedef struct pgscope {
 
 static otp_term a_discover, a_sync, a_join, a_leave, a_down, a_gen_cast, a_nodeup;
 
-static bool grow(void **arr, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap)
-        return true;
-    size_t c = *cap ? *cap * 2 : 16;
-    void *p = realloc(*arr, c * size);
-    if (!p)
-        return false;
-    *arr = p;
-    *cap = c;
-    return true;
-}
-
 static int find_peer(pgscope *s, otp_term pid)
 {
     for (size_t i = 0; i < s->np; i++)
@@ -70,7 +57,7 @@ static int find_peer(pgscope *s, otp_term pid)
 static int add_peer(otp_proc *self, pgscope *s, otp_term pid)
 {
     int i = find_peer(s, pid);
-    if (i >= 0 || !grow((void **)&s->p, &s->capp, s->np, sizeof *s->p))
+    if (i >= 0 || !otp__grow((void **)&s->p, &s->capp, s->np, sizeof *s->p))
         return i;
     s->p[s->np] = (pgpeer){otp_copy(s->a, pid), false};
     otp_term ref;
@@ -84,7 +71,7 @@ static void add_member(pgscope *s, otp_term group, otp_term pid, int peer)
         if (!s->m[i].gone && s->m[i].peer == peer && otp_exact_eq(s->m[i].pid, pid) &&
             otp_exact_eq(s->m[i].group, group))
             return; /* pg allows joining twice; once is enough here */
-    if (!grow((void **)&s->m, &s->capm, s->nm, sizeof *s->m))
+    if (!otp__grow((void **)&s->m, &s->capm, s->nm, sizeof *s->m))
         return;
     s->m[s->nm++] = (member){otp_copy(s->a, group), otp_copy(s->a, pid), peer, false};
 }
@@ -168,7 +155,7 @@ static otp_gs_ret pg_call(otp_proc *self, otp_term req, const otp_from *from, vo
             bool watched = false;
             for (size_t i = 0; i < s->nw && !watched; i++)
                 watched = s->watched[i] == pid;
-            if (!watched && grow((void **)&s->watched, &s->capw, s->nw, sizeof *s->watched)) {
+            if (!watched && otp__grow((void **)&s->watched, &s->capw, s->nw, sizeof *s->watched)) {
                 s->watched[s->nw++] = pid;
                 otp_term ref;
                 otp_monitor(self, pid, &ref);
