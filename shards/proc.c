@@ -938,7 +938,8 @@ int otp__send_from(otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg, 
                    otp_term alias)
 {
     otp_runtime *rt = sh->rt;
-    if (kind == OTP__SIG_MSG && otp_is_ref(dest))
+    /* a local pid or a name is never boxed: only a bit test on their path */
+    if (kind == OTP__SIG_MSG && otp_is_boxed(dest) && otp_is_ref(dest))
         return send_alias(sh, self, dest, msg);
     otp_term to = resolve(rt, dest);
     if (!to) {
