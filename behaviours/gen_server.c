@@ -185,7 +185,36 @@ static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
     f->priv_ref = ref;
     f->priv_proc = self;
     f->priv_gen = g->cb_gen;
+    f->priv_id = 0;
     return true;
+}
+
+/* from_parts for a call otp__call made on this node (its signal says so):
+ * the envelope is {Tag, {Pid, [alias | Ref]}, Request} as build_call wrote
+ * it, so nothing needs checking, and the reply can go by the ref's id. */
+static void from_local(otp_proc *self, gs *g, const otp__sig *s, otp_term from_term, otp_from *f)
+{
+    otp_runtime *rt = self->sh->rt;
+    const otp__tuple *ft = otp__ptr(from_term);
+    otp_term pid = s->from, tag = ft->el[1];
+    otp_term ref = ((const otp__cons *)otp__ptr(tag))->tail;
+    const otp__ref *r = otp__ptr(ref);
+    f->pid_node = rt->node;
+    f->pid_id = otp__lpid_id(pid);
+    f->pid_serial = otp__lpid_serial(pid);
+    f->pid_creation = rt->creation;
+    f->ref_node = rt->node;
+    f->ref_creation = rt->creation;
+    memcpy(f->ref_words, r->words, sizeof f->ref_words);
+    f->ref_nwords = 3;
+    f->alias = true;
+    f->tag_len = 0;
+    f->priv_pid = pid;
+    f->priv_tag = tag;
+    f->priv_ref = ref;
+    f->priv_proc = self;
+    f->priv_gen = g->cb_gen;
+    f->priv_id = (uint64_t)(uintptr_t)s->ptr;
 }
 
 int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
@@ -197,6 +226,8 @@ int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)
         from->priv_gen == ((gs *)self->beh_data)->cb_gen) {
         /* Replying from the callback that got the call: its terms are
          * still alive in our arena. */
+        if (from->priv_id)
+            return otp__reply_local(self, from->priv_pid, from->priv_id, reply);
         otp_term to = otp__local_pid(rt, from->priv_pid);
         if (to)
             return otp__reply(self, to, from->priv_tag, from->priv_ref, reply);
@@ -321,7 +352,9 @@ static void gs_dispatch(otp_proc *p, gs *g, otp_term msg)
     otp_term tag = ar ? otp__tuple_el(msg, 0) : OTP_NONE;
     if (ar == 3 && tag == a_gen_call) {
         otp_from from;
-        if (!from_parts(p, g, otp__tuple_el(msg, 1), &from))
+        if (g->msg->flags & OTP__SIGF_MONITOR)
+            from_local(p, g, g->msg, otp__tuple_el(msg, 1), &from);
+        else if (!from_parts(p, g, otp__tuple_el(msg, 1), &from))
             goto info; /* not a well-formed call: an ordinary message */
         if (!ops->handle_call)
             gs_exit(p, g, a_undef);

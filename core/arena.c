@@ -48,6 +48,14 @@ void otp_arena_free(otp_arena *a)
 
 void otp_arena_reset(otp_arena *a)
 {
+    struct otp__block *first = a->blocks;
+    if (OTP_LIKELY(!a->nrefcs && first && !first->next)) {
+        /* The common case (one block, no shared binaries): rewind it. */
+        a->top = first->base;
+        a->end = first->base + first->size;
+        a->bytes = first->size;
+        return;
+    }
     release_refcs(a);
     /* Keep the most recent block (the largest, since sizes grow) so a
      * per-message arena stops calling malloc once warm. */

@@ -404,9 +404,29 @@ static bool exact_eq_shallow(otp_term a, otp_term b, unsigned depth)
     }
 }
 
-bool otp_exact_eq(otp_term a, otp_term b)
+static OTP__NOINLINE bool exact_eq_general(otp_term a, otp_term b)
 {
     return exact_eq_shallow(a, b, 0);
+}
+
+bool otp_exact_eq(otp_term a, otp_term b)
+{
+    if (a == b)
+        return true;
+    /* Two small tuples with the same words ({ok, 42} against the reply a
+     * caller expects): equal without the walk. Any difference goes the
+     * long way, which knows that a local pid equals its boxed form. */
+    if (otp_is_boxed(a) && otp_is_boxed(b)) {
+        const uint64_t *x = otp__ptr(a), *y = otp__ptr(b);
+        if (*x == *y && otp__hdr_kind(*x) == OTP__H_TUPLE && otp__hdr_size(*x) <= 4) {
+            size_t n = (size_t)otp__hdr_size(*x), i = 0;
+            while (i < n && x[1 + i] == y[1 + i])
+                i++;
+            if (i == n)
+                return true;
+        }
+    }
+    return exact_eq_general(a, b);
 }
 
 /* ----------------------------------------------------------------- hash */

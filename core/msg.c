@@ -101,13 +101,12 @@ static struct otp__block *cache_refill(void)
     return batch;
 }
 
-static otp__sig *sig_alloc(size_t data)
+/* Out of line: the cached case below stays free of register spills. */
+static OTP__NOINLINE otp__sig *sig_alloc_slow(size_t data)
 {
     otp__sig *s;
     if (sizeof *s + data <= SIG_SMALL) {
-        struct otp__block *b = sig_cache.head;
-        if (!b && SIG_CACHE_MAX)
-            b = cache_refill();
+        struct otp__block *b = SIG_CACHE_MAX ? cache_refill() : NULL;
         if (b) {
             sig_cache.head = b->next;
             sig_cache.n--;
@@ -124,6 +123,19 @@ static otp__sig *sig_alloc(size_t data)
     return s;
 }
 
+static inline otp__sig *sig_alloc(size_t data)
+{
+    struct otp__block *b = sig_cache.head;
+    if (OTP_LIKELY(b && sizeof(otp__sig) + data <= SIG_SMALL)) {
+        sig_cache.head = b->next;
+        sig_cache.n--;
+        otp__sig *s = (otp__sig *)b;
+        s->blk.release = sig_recycle;
+        return s;
+    }
+    return sig_alloc_slow(data);
+}
+
 static size_t term_bytes(otp_term t)
 {
     return otp_is_boxed(t) || otp_is_cons(t) ? otp_copy_size(t) : 0;
@@ -135,9 +147,9 @@ static inline bool is_compound(otp_term t)
 }
 
 /* A signal with room for `size` bytes of terms, its envelope filled in. */
-static otp__sig *sig_start(unsigned kind, otp_term to, otp_term from, size_t size)
+static inline otp__sig *sig_start(unsigned kind, otp_term to, otp_term from, size_t size)
 {
-    if (size > UINT32_MAX)
+    if (OTP_UNLIKELY(size > UINT32_MAX))
         return NULL;
     otp__sig *s = sig_alloc(size);
     if (!s)

@@ -30,6 +30,12 @@
 #define OTP_ASSERT(c) ((void)0)
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define OTP__NOINLINE __attribute__((noinline))
+#else
+#define OTP__NOINLINE
+#endif
+
 _Static_assert(sizeof(void *) == 8, "libotp needs a 64-bit platform");
 
 #define OTP__TAG_BOXED 0u

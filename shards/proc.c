@@ -417,7 +417,9 @@ static otp__mon *find_mon(otp_proc *p, uint64_t ref, bool origin)
     return NULL;
 }
 
-static bool add_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named, bool origin)
+/* Out of line: a call's monitor (add_call_mon) stays small without it. */
+static OTP__NOINLINE bool add_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named,
+                                  bool origin)
 {
     if (p->nmons == p->capmons) {
         uint32_t cap = p->capmons ? p->capmons * 2 : 4;
@@ -449,7 +451,8 @@ static void del_mon(otp_proc *p, otp__mon *m)
 
 /* A call's monitor (either end): in p->cmon when it is free and both ends
  * are local (nothing to keep), else in mons[]. */
-static bool add_call_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named, bool origin)
+static inline bool add_call_mon(otp_proc *p, uint64_t ref, otp_term other, otp_term named,
+                                bool origin)
 {
     if (!p->cmon.ref && ref && !otp_is_boxed(other) && !otp_is_boxed(named) &&
         !otp_is_cons(named)) {
@@ -693,7 +696,28 @@ static void deliver_dead(otp__shard *sh, otp__sig *s)
     otp__sig_free(s);
 }
 
+static void deliver_other(otp__shard *sh, otp__sig *s);
+
+/* Messages and replies (a call is one of each) take the short way; every
+ * other signal, and anything for a process that is gone, the long one. */
 void otp__deliver(otp__shard *sh, otp__sig *s)
+{
+    otp_proc *p;
+    if (OTP_LIKELY(s->kind == OTP__SIG_MSG || s->kind == OTP__SIG_REPLY) &&
+        (p = otp__proc_lookup(sh, s->to)) != NULL && p->state != OTP__P_EXITING) {
+        if (OTP_LIKELY(!(s->flags & (OTP__SIGF_TO_ALIAS | OTP__SIGF_MONITOR | OTP__SIGF_ALIAS))) ||
+            (s->flags == OTP__SIGF_MONITOR &&
+             add_call_mon(p, (uint64_t)(uintptr_t)s->ptr, s->from, s->from, false)) ||
+            (s->kind == OTP__SIG_REPLY && (s->flags & OTP__SIGF_ALIAS) && p->alias &&
+             (uint64_t)(uintptr_t)s->ptr == p->alias)) {
+            enqueue_msg(p, s);
+            return;
+        }
+    }
+    deliver_other(sh, s);
+}
+
+static OTP__NOINLINE void deliver_other(otp__shard *sh, otp__sig *s)
 {
     if (s->kind == OTP__SIG_RUN) {
         void (**fn)(otp__shard *, void *) = s->ptr;
@@ -1785,6 +1809,24 @@ static otp_term build_reply(otp_arena *a, void *ctx)
     return otp__boxed(msg);
 }
 
+/* Builds and routes the reply signal; id is the call's ref id (0: not one
+ * of ours), rm says how to write the tag. */
+static int reply_route(otp_proc *self, otp_term to, uint64_t id, bool alias, reply_msg *rm)
+{
+    otp__shard *sh = self->sh;
+    otp__sig *s = otp__sig_build_small(OTP__SIG_REPLY, to, self->pid, reply_size, build_reply, rm);
+    if (!s)
+        return -OTP_ENOMEM;
+    s->ptr = (void *)(uintptr_t)id;
+    s->b = OTP_NONE;
+    if (alias)
+        s->flags |= OTP__SIGF_ALIAS;
+    if (id && otp__drop_call_monitor(self, id, to))
+        s->flags |= OTP__SIGF_DEMON;
+    otp__route(sh, s);
+    return 0;
+}
+
 int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply)
 {
     otp__shard *sh = self->sh;
@@ -1798,15 +1840,11 @@ int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term
     if (alias && id && tc->tail == ref &&
         ((const otp__ref *)otp__ptr(ref))->words[2] == ((uint32_t)(id >> 50) | (0x6c6fu << 16)))
         rm.alias = id;
-    otp__sig *s = otp__sig_build_small(OTP__SIG_REPLY, to, self->pid, reply_size, build_reply, &rm);
-    if (!s)
-        return -OTP_ENOMEM;
-    s->ptr = (void *)(uintptr_t)id;
-    s->b = OTP_NONE;
-    if (alias)
-        s->flags |= OTP__SIGF_ALIAS;
-    if (id && otp__drop_call_monitor(self, id, to))
-        s->flags |= OTP__SIGF_DEMON;
-    otp__route(sh, s);
-    return 0;
+    return reply_route(self, to, id, alias, &rm);
+}
+
+int otp__reply_local(otp_proc *self, otp_term to, uint64_t id, otp_term reply)
+{
+    reply_msg rm = {self->sh->rt, OTP_NONE, reply, id};
+    return reply_route(self, to, id, true, &rm);
 }

@@ -392,6 +392,9 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
 /* A reply to a call: sends {Tag, Reply} to `to`; ref is the call's ref (the
  * tag itself, or the ref inside [alias | Ref]). */
 int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply);
+/* The same for a call otp__call made on this node: `to` its caller (a
+ * local pid), id its ref id, the tag [alias | Ref] written anew. */
+int otp__reply_local(otp_proc *self, otp_term to, uint64_t id, otp_term reply);
 /* Spawns per rq (heap-allocated; otp__spawn frees it). */
 int otp__spawn(otp_runtime *rt, otp_proc *parent, otp__spawn_req *rq, otp_term *pid,
                otp_term *mref);

@@ -40,6 +40,7 @@ typedef struct otp_from {
     otp_term priv_pid, priv_tag, priv_ref;
     const void *priv_proc;
     uint64_t priv_gen;
+    uint64_t priv_id; /* a call from this node: its ref's id (else 0) */
 } otp_from;
 
 typedef enum otp_gs_action {
