@@ -294,27 +294,10 @@ static OTP__NOINLINE otp_term copy_general(otp_arena *dst, otp_term t)
 
 otp_term otp_copy(otp_arena *dst, otp_term t)
 {
-    /* A small tuple of immediates ({get, 42}, {ok, Pid}): the commonest
-     * request and reply, copied without the general walk. */
-    if (otp_is_boxed(t)) {
-        const otp__tuple *ot = otp__ptr(t);
-        size_t n = (size_t)otp__hdr_size(ot->hdr);
-        if (otp__hdr_kind(ot->hdr) == OTP__H_TUPLE && n <= 4) {
-            uint64_t any = 0;
-            for (size_t i = 0; i < n; i++)
-                /* tags 000 (boxed) and 010 (cons) are the ones with bits
-                 * 0 and 2 clear; NONE fails the copy as the walk would */
-                any |= (uint64_t)((ot->el[i] & 5) == 0 || ot->el[i] == OTP_NONE);
-            if (!any) {
-                otp__tuple *nt = (otp__tuple *)otp__alloc_words(dst, 1 + n);
-                if (!nt)
-                    return OTP_NONE;
-                nt->hdr = ot->hdr;
-                for (size_t i = 0; i < n; i++)
-                    nt->el[i] = ot->el[i];
-                return otp__boxed(nt);
-            }
-        }
+    size_t words = otp__flat_words(t);
+    if (words != SIZE_MAX && words) {
+        uint64_t *d = otp__alloc_words(dst, words);
+        return d ? otp__flat_copy(d, t, words) : OTP_NONE;
     }
     return copy_general(dst, t);
 }

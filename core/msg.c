@@ -14,7 +14,8 @@
  * another allocates, so a full cache hands batches of blocks to a shared
  * pool and an empty one takes a batch back: one lock per SIG_BATCH blocks,
  * where free and malloc across threads would cost a slow path each. */
-#define SIG_SMALL 256 /* bytes, header included */
+#define SIG_SMALL (sizeof(otp__sig) + OTP__SIG_ROOM) /* bytes, header included */
+_Static_assert(sizeof(otp__sig) + OTP__SIG_ROOM == 256, "a small signal is 256 bytes");
 #if defined(__SANITIZE_ADDRESS__)
 #define SIG_CACHE_MAX 0 /* let ASan see every use after free */
 #elif defined(__has_feature)
@@ -211,6 +212,11 @@ otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, ot
     bool ok = (a == OTP_NONE || s->a != OTP_NONE) && (b == OTP_NONE || s->b != OTP_NONE) &&
               (c == OTP_NONE || s->c != OTP_NONE);
     return sig_finish(s, &view, ok);
+}
+
+otp__sig *otp__sig_small(unsigned kind, otp_term to, otp_term from)
+{
+    return sig_start(kind, to, from, OTP__SIG_ROOM);
 }
 
 otp__sig *otp__sig_build(unsigned kind, otp_term to, otp_term from, size_t size,

@@ -57,6 +57,14 @@ typedef struct otp__sig {
 otp__sig *otp__sig_new(unsigned kind, otp_term to, otp_term from, otp_term a, otp_term b,
                        otp_term c);
 
+/* Bytes of terms a small signal has room for (a 256-byte block). */
+#define OTP__SIG_ROOM 152
+
+/* A signal with OTP__SIG_ROOM bytes of room in data[] and no terms yet: the
+ * caller writes its terms there, sets a (and b, c) and data_size. NULL when
+ * out of memory. For hot paths that know their terms fit. */
+otp__sig *otp__sig_small(unsigned kind, otp_term to, otp_term from);
+
 /* A signal whose first term (a) is built straight into the signal's own
  * memory by fn, through an arena that allocates inside the block: `size`
  * must bound what fn allocates (otp_copy_size of what it copies, plus the

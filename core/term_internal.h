@@ -252,6 +252,35 @@ static inline otp_term otp__tuple_el(otp_term t, size_t i)
     return ((const otp__tuple *)otp__ptr(t))->el[i];
 }
 
+/* Flat terms, copied without a walk: the words a copy of t takes when t
+ * is an immediate (0) or a tuple of up to four immediates (1 + arity), the
+ * commonest requests and replies ({get, 42}, {ok, Pid}); SIZE_MAX for
+ * anything else. Tags 000 (boxed) and 010 (cons) are the ones with bits 0
+ * and 2 clear; NONE is no term, so never flat. */
+static inline size_t otp__flat_words(otp_term t)
+{
+    if (!otp_is_boxed(t))
+        return otp_is_cons(t) || t == OTP_NONE ? SIZE_MAX : 0;
+    const otp__tuple *ot = otp__ptr(t);
+    size_t n = (size_t)otp__hdr_size(ot->hdr);
+    if (otp__hdr_kind(ot->hdr) != OTP__H_TUPLE || n > 4)
+        return SIZE_MAX;
+    for (size_t i = 0; i < n; i++)
+        if ((ot->el[i] & 5) == 0 || ot->el[i] == OTP_NONE)
+            return SIZE_MAX;
+    return n + 1;
+}
+/* Copies flat t (otp__flat_words gave `words`) to dst. */
+static inline otp_term otp__flat_copy(uint64_t *dst, otp_term t, size_t words)
+{
+    if (!words)
+        return t;
+    const uint64_t *src = otp__ptr(t);
+    for (size_t i = 0; i < words; i++)
+        dst[i] = src[i];
+    return otp__boxed(dst);
+}
+
 /* ---- arena internals used by the codec's fast paths */
 
 /* Registers a reference to r held by arena a (released on reset/free).

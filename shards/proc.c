@@ -1592,6 +1592,20 @@ typedef struct call_envelope {
     uint64_t msg[4];
 } call_envelope;
 
+static otp_term envelope_write(call_envelope *e, otp_runtime *rt, otp_term tag, otp_term self,
+                               otp_term req, uint64_t id)
+{
+    otp_term alias = alias_tag_write(&e->tag, rt, id);
+    e->from[0] = otp__mkhdr(OTP__H_TUPLE, 2);
+    e->from[1] = self;
+    e->from[2] = alias;
+    e->msg[0] = otp__mkhdr(OTP__H_TUPLE, 3);
+    e->msg[1] = tag;
+    e->msg[2] = otp__boxed(e->from);
+    e->msg[3] = req;
+    return otp__boxed(e->msg);
+}
+
 static size_t call_size(void *ctx)
 {
     call_msg *c = ctx;
@@ -1611,15 +1625,7 @@ static otp_term build_call(otp_arena *a, void *ctx)
     call_envelope *e = otp__alloc(a, sizeof *e);
     if (!e)
         return OTP_NONE;
-    otp_term tag = alias_tag_write(&e->tag, c->rt, c->id);
-    e->from[0] = otp__mkhdr(OTP__H_TUPLE, 2);
-    e->from[1] = c->self;
-    e->from[2] = tag;
-    e->msg[0] = otp__mkhdr(OTP__H_TUPLE, 3);
-    e->msg[1] = c->tag;
-    e->msg[2] = otp__boxed(e->from);
-    e->msg[3] = req;
-    return otp__boxed(e->msg);
+    return envelope_write(e, c->rt, c->tag, c->self, req, c->id);
 }
 
 int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_term req, uint64_t id,
@@ -1655,8 +1661,23 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
             return rc;
         }
     } else {
-        call_msg cm = {sh->rt, tag, self->pid, req, id};
-        otp__sig *s = otp__sig_build_small(OTP__SIG_MSG, to, self->pid, call_size, build_call, &cm);
+        otp__sig *s;
+        size_t words = otp__flat_words(req);
+        if (words <= 5) {
+            /* A flat request: the envelope and its copy written straight
+             * into a small signal. */
+            _Static_assert(sizeof(call_envelope) + 5 * 8 <= OTP__SIG_ROOM, "room for a call");
+            s = otp__sig_small(OTP__SIG_MSG, to, self->pid);
+            if (s) {
+                call_envelope *e = (call_envelope *)(void *)s->data;
+                s->a = envelope_write(e, sh->rt, tag, self->pid,
+                                      otp__flat_copy((uint64_t *)(e + 1), req, words), id);
+                s->data_size = (uint32_t)(sizeof *e + words * 8);
+            }
+        } else {
+            call_msg cm = {sh->rt, tag, self->pid, req, id};
+            s = otp__sig_build_small(OTP__SIG_MSG, to, self->pid, call_size, build_call, &cm);
+        }
         if (!s) {
             del_mon(self, find_mon(self, id, true));
             return -OTP_ENOMEM;
@@ -1845,6 +1866,32 @@ int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term
 
 int otp__reply_local(otp_proc *self, otp_term to, uint64_t id, otp_term reply)
 {
-    reply_msg rm = {self->sh->rt, OTP_NONE, reply, id};
-    return reply_route(self, to, id, true, &rm);
+    size_t words = otp__flat_words(reply);
+    if (words > 5) {
+        reply_msg rm = {self->sh->rt, OTP_NONE, reply, id};
+        return reply_route(self, to, id, true, &rm);
+    }
+    /* A flat reply: {[alias | Ref], Reply} written straight into a small
+     * signal. */
+    struct flat_reply {
+        alias_tag tag;
+        uint64_t msg[3];
+        uint64_t reply[5];
+    };
+    _Static_assert(sizeof(struct flat_reply) <= OTP__SIG_ROOM, "room for a reply");
+    otp__sig *s = otp__sig_small(OTP__SIG_REPLY, to, self->pid);
+    if (!s)
+        return -OTP_ENOMEM;
+    struct flat_reply *r = (struct flat_reply *)(void *)s->data;
+    r->msg[0] = otp__mkhdr(OTP__H_TUPLE, 2);
+    r->msg[1] = alias_tag_write(&r->tag, self->sh->rt, id);
+    r->msg[2] = otp__flat_copy(r->reply, reply, words);
+    s->a = otp__boxed(r->msg);
+    s->data_size = (uint32_t)(offsetof(struct flat_reply, reply) + words * 8);
+    s->ptr = (void *)(uintptr_t)id;
+    s->flags = OTP__SIGF_ALIAS;
+    if (otp__drop_call_monitor(self, id, to))
+        s->flags |= OTP__SIGF_DEMON;
+    otp__route(self->sh, s);
+    return 0;
 }
