@@ -330,6 +330,15 @@ struct otp_arena {
     size_t bytes;
     bool fixed; /* a window on memory given to it: allocation fails rather than grow */
 };
+/* A fixed arena over a caller's buffer: for the few small terms a send
+ * builds and encodes at once (control tuples, a ref), where otp_arena_new
+ * would cost a calloc, a block's malloc and two frees per send. Building
+ * past its end fails with OTP_NONE, as in any fixed arena; it holds no
+ * references, so it needs no freeing. */
+static inline otp_arena otp__arena_window(void *buf, size_t bytes)
+{
+    return (otp_arena){.top = buf, .end = (uint8_t *)buf + bytes, .fixed = true};
+}
 static inline void *otp__alloc(otp_arena *a, size_t bytes)
 {
     bytes = (bytes + 7) & ~(size_t)7;

@@ -1366,14 +1366,11 @@ int otp__dist_alias_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_te
         return 0;
     if (!wait_not_busy(rt, n, sh, self, peer))
         return 0; /* the node stopped: dropped */
-    otp_arena *a = otp_arena_new();
-    if (!a)
-        return -OTP_ENOMEM;
+    uint64_t buf[8];
+    otp_arena win = otp__arena_window(buf, sizeof buf);
     otp_term from = self ? otp_self(self) : n->net_kernel;
-    int rc = send_frame(n, sh, peer, OTP_TUPLE(a, otp_small(OTP__CTL_ALIAS_SEND), from, alias), msg,
-                        self ? from : OTP_NONE, true);
-    otp_arena_free(a);
-    return rc;
+    return send_frame(n, sh, peer, OTP_TUPLE(&win, otp_small(OTP__CTL_ALIAS_SEND), from, alias),
+                      msg, self ? from : OTP_NONE, true);
 }
 
 int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term dest, otp_term msg)
@@ -1382,9 +1379,8 @@ int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term des
     if (!n)
         return -OTP_EBADARG;
     otp_term peer, ctl;
-    otp_arena *a = otp_arena_new();
-    if (!a)
-        return -OTP_ENOMEM;
+    uint64_t buf[8];
+    otp_arena win = otp__arena_window(buf, sizeof buf), *a = &win;
     if (otp_is_pid(dest)) {
         peer = pid_node(dest);
         ctl = OTP_TUPLE(a, otp_small(OTP__CTL_SEND), a_empty, dest);
@@ -1393,13 +1389,9 @@ int otp__dist_send(otp_runtime *rt, otp__shard *sh, otp_proc *self, otp_term des
         ctl = OTP_TUPLE(a, otp_small(OTP__CTL_REG_SEND), self ? otp_self(self) : n->net_kernel,
                         a_empty, otp_tuple_get(dest, 0));
     }
-    if (!wait_not_busy(rt, n, sh, self, peer)) {
-        otp_arena_free(a);
+    if (!wait_not_busy(rt, n, sh, self, peer))
         return 0; /* the node stopped: dropped */
-    }
-    int rc = send_ctl_from(n, sh, peer, ctl, msg, self ? otp_self(self) : OTP_NONE);
-    otp_arena_free(a);
-    return rc;
+    return send_ctl_from(n, sh, peer, ctl, msg, self ? otp_self(self) : OTP_NONE);
 }
 
 /* -------------------------------------------------------------- rpc, erpc

@@ -491,13 +491,11 @@ static void mon_cancel(otp__shard *sh, otp_proc *self, const otp__mon *m)
         otp__send_mon_sig(sh, OTP__SIG_DEMONITOR, m->other, self->pid, m->ref, OTP_NONE, OTP_NONE);
         return;
     }
-    otp_arena *a = otp_arena_new();
-    if (!a)
-        return;
+    uint64_t buf[16];
+    otp_arena win = otp__arena_window(buf, sizeof buf), *a = &win;
     otp__dist_ctl(sh->rt, sh, otp__dist_node_of(m->other),
                   OTP_TUPLE(a, otp_small(OTP__CTL_DEMONITOR_P), self->pid, mon_target(m),
                             otp__ref_term(sh->rt, a, m->ref)));
-    otp_arena_free(a);
 }
 
 static void proc_free(otp_proc *p)
@@ -1641,11 +1639,8 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
          * ref tag (we do not advertise ALIAS: an [alias|Ref] reply would
          * be dropped by OTP); the reply comes back as {Ref, Reply}, which
          * the distribution layer turns into a REPLY for this call. */
-        otp_arena *a = otp_arena_new();
-        if (!a) {
-            del_mon(self, find_mon(self, id, true));
-            return -OTP_ENOMEM;
-        }
+        uint64_t buf[32];
+        otp_arena win = otp__arena_window(buf, sizeof buf), *a = &win;
         otp_term ref = otp__ref_term(sh->rt, a, id);
         otp_term node = otp__dist_node_of(to);
         otp__dist_ctl(sh->rt, sh, node,
@@ -1653,7 +1648,7 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
                                 mon_target(&self->mons[self->nmons - 1]), ref));
         int rc = otp__dist_send(sh->rt, sh, self, to,
                                 OTP_TUPLE(a, tag, OTP_TUPLE(a, self->pid, ref), req));
-        otp_arena_free(a);
+
         if (rc < 0) {
             otp__mon *m = find_mon(self, id, true);
             mon_cancel(sh, self, m);
