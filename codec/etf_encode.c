@@ -912,6 +912,17 @@ int64_t otp_encode(otp_term t, unsigned flags, uint8_t *buf, size_t cap)
     return (int64_t)(e.p - buf);
 }
 
+int64_t otp__encode_fit(otp_term t, unsigned flags, uint8_t *buf, size_t cap)
+{
+    if (!cap)
+        return -OTP_ENOSPC;
+    enc e = {buf, buf + cap, buf, NULL, flags, NULL, 0};
+    if (!(flags & OTP_ENC_NO_VERSION))
+        *e.p++ = OTP_ETF_VERSION;
+    int rc = enc_term(&e, t);
+    return rc < 0 ? rc : (int64_t)(e.p - buf);
+}
+
 int otp_encode_compressed_buf(otp_buf *b, otp_term t, unsigned flags, int level)
 {
     if (!b || level < 0 || level > 9)

@@ -298,6 +298,11 @@ int otp__decode_shared(otp_arena *a, const uint8_t *buf, size_t len,
                        const struct otp_decode_opts *opts, otp__refc *share, otp_term *out,
                        size_t *used, otp_error *err);
 
+/* otp_encode without its second pass: -OTP_ENOSPC when buf is too small
+ * (for a caller that then encodes into a growing buffer instead), or
+ * another error for a term that cannot be encoded. */
+int64_t otp__encode_fit(otp_term t, unsigned flags, uint8_t *buf, size_t cap);
+
 /* Allocates n words in the arena (NULL on OOM). Inline fast path. */
 void *otp__arena_alloc_slow(otp_arena *a, size_t bytes);
 /* A block of an arena: malloc'd memory whose usable bytes start at base.
