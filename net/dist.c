@@ -138,7 +138,7 @@ static blob *blob_small_get(void)
 
 static void blob_small_put(blob *b)
 {
-    if (blob_cache.n >= BLOB_CACHE_MAX) {
+    if (blob_cache.n + 1 > BLOB_CACHE_MAX) {
         free(b);
         return;
     }
