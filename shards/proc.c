@@ -1636,9 +1636,9 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
     otp__sig **pp = self->mq.tail;
     if (otp_is_boxed(to)) {
         /* On another node: MONITOR_P there, then the request with a plain
-         * ref tag (we do not advertise ALIAS: an [alias|Ref] reply would
-         * be dropped by OTP); the reply comes back as {Ref, Reply}, which
-         * the distribution layer turns into a REPLY for this call. */
+         * ref tag; the reply comes back as {Ref, Reply}, which the
+         * distribution layer turns into a REPLY for this call. The terms
+         * are encoded at once, so a stack window holds them. */
         uint64_t buf[32];
         otp_arena win = otp__arena_window(buf, sizeof buf), *a = &win;
         otp_term ref = otp__ref_term(sh->rt, a, id);
@@ -1648,7 +1648,6 @@ int otp__call(otp_proc *self, otp_term to, otp_term named, otp_term tag, otp_ter
                                 mon_target(&self->mons[self->nmons - 1]), ref));
         int rc = otp__dist_send(sh->rt, sh, self, to,
                                 OTP_TUPLE(a, tag, OTP_TUPLE(a, self->pid, ref), req));
-
         if (rc < 0) {
             otp__mon *m = find_mon(self, id, true);
             mon_cancel(sh, self, m);
