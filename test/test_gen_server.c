@@ -449,6 +449,22 @@ static otp_gs_ret ts_call(otp_proc *self, otp_term req, const otp_from *from, vo
         return otp_gs_reply(otp_small(otp_link(self, v[0])));
     if (otp_match("{echo, T}", req, v, 1) == 0)
         return otp_gs_reply(OTP_TUPLE(a, otp_atom("echoed"), v[0]));
+    if (otp_is_tuple(req) && otp_tuple_arity(req) >= 1 &&
+        otp_tuple_get(req, 0) == otp_atom("mirror"))
+        return otp_gs_reply(req); /* the request itself, whatever its size */
+    if (otp_match("{reply_now, V}", req, v, 1) == 0) {
+        /* answered from inside the callback, which then says noreply */
+        CHECK_INT(otp_gen_server_reply(self, from, v[0]), 0);
+        return otp_gs_noreply();
+    }
+    if (otp_match("{reply_twice, V}", req, v, 1) == 0) {
+        /* both reach the caller's queue before its call returns, so the
+         * second stays there as a stray message, as in Erlang (OTP 25:
+         * gen_server:reply twice leaves {[alias | Ref], again} behind) */
+        CHECK_INT(otp_gen_server_reply(self, from, v[0]), 0);
+        CHECK_INT(otp_gen_server_reply(self, from, otp_atom("again")), 0);
+        return otp_gs_noreply();
+    }
     check_failed(__FILE__, __LINE__, "unexpected call");
     return otp_gs_reply(otp_atom("unexpected"));
 }
@@ -1115,6 +1131,71 @@ static void call_sizes_proc(otp_proc *self, void *arg)
         }
         CHECK_INT(otp_gen_server_stop(self, s, OTP_ATOM_NORMAL, 1000), 0);
     }
+}
+
+/* Requests and replies on both sides of the flat fast path (an immediate,
+ * or a tuple of up to four immediates, written straight into the signal)
+ * and the replies a callback sends itself, to callers on the server's
+ * shard and on the other one. */
+static void call_flat_proc(otp_proc *self, void *arg)
+{
+    otp_runtime *rt = arg;
+    otp_arena *a = otp_proc_arena(self);
+    otp_term m = otp_atom("mirror");
+    for (int shard = 0; shard < 2; shard++) {
+        otp_term s, r;
+        otp_gen_server_opts o = {.shard = shard};
+        CHECK_INT(otp_gen_server_start(rt, self, &ts_ops, otp_small(0), &o, &s, NULL), 0);
+        otp_term reqs[] = {
+            OTP_TUPLE(a, m),
+            OTP_TUPLE(a, m, otp_small(1)),
+            OTP_TUPLE(a, m, otp_atom("a"), otp_self(self)),
+            OTP_TUPLE(a, m, otp_small(-1), OTP_NIL, otp_small(OTP_SMALL_MAX)),       /* 4: flat */
+            OTP_TUPLE(a, m, otp_small(1), otp_small(2), otp_small(3), otp_small(4)), /* 5 */
+            OTP_TUPLE(a, m, otp_string(a, "str")),
+            OTP_TUPLE(a, m, otp_float(a, 1.5)),
+            OTP_TUPLE(a, m, otp_int(a, INT64_MAX)),
+            OTP_TUPLE(a, m, OTP_TUPLE(a, otp_small(1))),
+        };
+        for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+            CHECK_INT(otp_gen_server_call(self, s, reqs[i], 5000, &r), 0);
+            if (!otp_exact_eq(r, reqs[i]))
+                check_failed(__FILE__, __LINE__, "mirror %zu came back different", i);
+        }
+        otp_term vals[] = {otp_small(7), OTP_TUPLE(a, otp_atom("ok"), otp_small(7)),
+                           otp_list(a, 2, otp_small(1), otp_small(2)),
+                           otp_binary(a, (const uint8_t *)"0123456789", 10)};
+        for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+            CHECK_INT(otp_gen_server_call(self, s, OTP_TUPLE(a, otp_atom("reply_now"), vals[i]),
+                                          5000, &r),
+                      0);
+            if (!otp_exact_eq(r, vals[i]))
+                check_failed(__FILE__, __LINE__, "reply_now %zu came back different", i);
+        }
+        CHECK_INT(otp_gen_server_call(self, s, OTP_TUPLE(a, otp_atom("reply_twice"), otp_small(8)),
+                                      5000, &r),
+                  0);
+        CHECK(r == otp_small(8));
+        otp_term stray, w[1];
+        CHECK_INT(otp_receive(self, NULL, NULL, 0, &stray), 0);
+        CHECK_INT(otp_match("{[alias | Ref], again}", stray, w, 1), 0);
+        CHECK(otp_is_ref(w[0]));
+        /* and nothing else is left behind */
+        CHECK_INT(otp_gen_server_call(self, s, otp_atom("get"), 5000, &r), 0);
+        CHECK_INT(mailbox_len(self), 0);
+        CHECK_INT(otp_gen_server_stop(self, s, OTP_ATOM_NORMAL, 1000), 0);
+        otp_arena_reset(a);
+    }
+}
+
+static void test_call_flat(void **state)
+{
+    (void)state;
+    trk_reset();
+    otp_runtime *rt = start_rt(2);
+    run_in_proc(rt, 0, call_flat_proc, rt);
+    stop_rt(rt);
+    assert_int_equal(trk_free_orphans(), 0);
 }
 
 static void test_call_sizes(void **state)
@@ -2279,6 +2360,7 @@ int main(void)
         cmocka_unit_test(test_call_timeout),
         cmocka_unit_test(test_call_timeout_busy_shard),
         cmocka_unit_test(test_call_sizes),
+        cmocka_unit_test(test_call_flat),
         cmocka_unit_test(test_same_shard_call_monitor),
         cmocka_unit_test(test_noproc),
         cmocka_unit_test(test_crash_during_call),
