@@ -97,6 +97,7 @@ typedef struct blob {
 static _Thread_local struct {
     blob *head;
     unsigned n;
+    bool registered; /* blob_cache_key set: the thread's end drains it */
 } blob_cache;
 static pthread_key_t blob_cache_key;
 static pthread_once_t blob_cache_once = PTHREAD_ONCE_INIT;
@@ -142,10 +143,10 @@ static void blob_small_put(blob *b)
         free(b);
         return;
     }
-    if (!blob_cache.head) {
+    if (!blob_cache.registered) {
         /* the first block this thread keeps: have it freed at the thread's end */
         pthread_once(&blob_cache_once, blob_cache_key_make);
-        (void)pthread_setspecific(blob_cache_key, &blob_cache);
+        blob_cache.registered = pthread_setspecific(blob_cache_key, &blob_cache) == 0;
     }
     b->next = blob_cache.head;
     blob_cache.head = b;
