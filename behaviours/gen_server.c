@@ -130,6 +130,19 @@ static _Noreturn void gs_exit(otp_proc *p, gs *g, otp_term reason)
     otp__proc_exit_self(p, reason);
 }
 
+/* The from's private part: the call's own terms, for a reply from the
+ * callback that received it (id: its ref id for a call from this node). */
+static inline void from_priv(otp_proc *self, const gs *g, otp_from *f, otp_term pid, otp_term tag,
+                             otp_term ref, uint64_t id)
+{
+    f->priv_pid = pid;
+    f->priv_tag = tag;
+    f->priv_ref = ref;
+    f->priv_proc = self;
+    f->priv_gen = g->cb_gen;
+    f->priv_id = id;
+}
+
 static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
 {
     /* {Pid, Tag}; Tag is a ref or [alias | Ref]. Read straight from the
@@ -180,12 +193,7 @@ static bool from_parts(otp_proc *self, gs *g, otp_term from_term, otp_from *f)
         f->ref_nwords = 0;
     }
     f->alias = alias;
-    f->priv_pid = pid;
-    f->priv_tag = tag;
-    f->priv_ref = ref;
-    f->priv_proc = self;
-    f->priv_gen = g->cb_gen;
-    f->priv_id = 0;
+    from_priv(self, g, f, pid, tag, ref, 0);
     return true;
 }
 
@@ -209,12 +217,7 @@ static void from_local(otp_proc *self, gs *g, const otp__sig *s, otp_term from_t
     f->ref_nwords = 3;
     f->alias = true;
     f->tag_len = 0;
-    f->priv_pid = pid;
-    f->priv_tag = tag;
-    f->priv_ref = ref;
-    f->priv_proc = self;
-    f->priv_gen = g->cb_gen;
-    f->priv_id = (uint64_t)(uintptr_t)s->ptr;
+    from_priv(self, g, f, pid, tag, ref, (uint64_t)(uintptr_t)s->ptr);
 }
 
 int otp_gen_server_reply(otp_proc *self, const otp_from *from, otp_term reply)

@@ -1824,22 +1824,27 @@ static otp_term build_reply(otp_arena *a, void *ctx)
     return otp__boxed(msg);
 }
 
-/* Builds and routes the reply signal; id is the call's ref id (0: not one
- * of ours), rm says how to write the tag. */
-static int reply_route(otp_proc *self, otp_term to, uint64_t id, bool alias, reply_msg *rm)
+/* Sends the reply signal s (NULL: out of memory) for the call with ref id
+ * `id` (0: not one of ours); alias: its tag is [alias | Ref]. */
+static int reply_send(otp_proc *self, otp__sig *s, otp_term to, uint64_t id, bool alias)
 {
-    otp__shard *sh = self->sh;
-    otp__sig *s = otp__sig_build_small(OTP__SIG_REPLY, to, self->pid, reply_size, build_reply, rm);
     if (!s)
         return -OTP_ENOMEM;
     s->ptr = (void *)(uintptr_t)id;
-    s->b = OTP_NONE;
     if (alias)
         s->flags |= OTP__SIGF_ALIAS;
     if (id && otp__drop_call_monitor(self, id, to))
         s->flags |= OTP__SIGF_DEMON;
-    otp__route(sh, s);
+    otp__route(self->sh, s);
     return 0;
+}
+
+/* The reply built by build_reply, rm saying how to write the tag. */
+static int reply_route(otp_proc *self, otp_term to, uint64_t id, bool alias, reply_msg *rm)
+{
+    return reply_send(
+        self, otp__sig_build_small(OTP__SIG_REPLY, to, self->pid, reply_size, build_reply, rm), to,
+        id, alias);
 }
 
 int otp__reply(otp_proc *self, otp_term to, otp_term tag, otp_term ref, otp_term reply)
@@ -1874,18 +1879,13 @@ int otp__reply_local(otp_proc *self, otp_term to, uint64_t id, otp_term reply)
     };
     _Static_assert(sizeof(struct flat_reply) <= OTP__SIG_ROOM, "room for a reply");
     otp__sig *s = otp__sig_small(OTP__SIG_REPLY, to, self->pid);
-    if (!s)
-        return -OTP_ENOMEM;
-    struct flat_reply *r = (struct flat_reply *)(void *)s->data;
-    r->msg[0] = otp__mkhdr(OTP__H_TUPLE, 2);
-    r->msg[1] = alias_tag_write(&r->tag, self->sh->rt, id);
-    r->msg[2] = otp__flat_copy(r->reply, reply, words);
-    s->a = otp__boxed(r->msg);
-    s->data_size = (uint32_t)(offsetof(struct flat_reply, reply) + words * 8);
-    s->ptr = (void *)(uintptr_t)id;
-    s->flags = OTP__SIGF_ALIAS;
-    if (otp__drop_call_monitor(self, id, to))
-        s->flags |= OTP__SIGF_DEMON;
-    otp__route(self->sh, s);
-    return 0;
+    if (s) {
+        struct flat_reply *r = (struct flat_reply *)(void *)s->data;
+        r->msg[0] = otp__mkhdr(OTP__H_TUPLE, 2);
+        r->msg[1] = alias_tag_write(&r->tag, self->sh->rt, id);
+        r->msg[2] = otp__flat_copy(r->reply, reply, words);
+        s->a = otp__boxed(r->msg);
+        s->data_size = (uint32_t)(offsetof(struct flat_reply, reply) + words * 8);
+    }
+    return reply_send(self, s, to, id, true);
 }
